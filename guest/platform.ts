@@ -1,0 +1,31 @@
+// The one interface every guest-side step goes through (DESIGN.md "Layers").
+// All calls are synchronous: /dev/cpu pread/pwrite, the in-process emulation and
+// KVM_RUN through koffi are all blocking calls, and a sync API keeps the agent simple.
+
+/** The four 32-bit registers CPUID returns, as unsigned Numbers. */
+export interface CpuidRegs { eax: number; ebx: number; ecx: number; edx: number }
+
+/**
+ * Why an access did not produce a value. `errno` is the Linux name the msr/cpuid
+ * drivers would give (EIO = the instruction faulted with #GP, ENOENT = no driver,
+ * ENXIO = no such CPU, EACCES/EPERM = not permitted); platforms that are not
+ * devcpu use the same names for the same meaning so callers need one mapping.
+ */
+export interface AccessFault { errno: string; message: string }
+
+export type CpuidResult = { ok: true; regs: CpuidRegs } | { ok: false; fault: AccessFault }
+export type MsrRead = { ok: true; value: bigint } | { ok: false; fault: AccessFault }
+export type MsrWrite = { ok: true } | { ok: false; fault: AccessFault }
+
+export interface Platform {
+  /** Short name shown in output: devcpu, recorded, simulated, kvm. */
+  readonly kind: string
+  /** Online CPU numbers, ascending. */
+  cpus(): number[]
+  cpuid(cpu: number, leaf: number, subleaf: number): CpuidResult
+  rdmsr(cpu: number, index: number): MsrRead
+  /** Only guest/apply's write gate may call this (CONTRACT.md section 3, DESIGN.md conventions). */
+  wrmsr(cpu: number, index: number, value: bigint): MsrWrite
+  /** A text file of the guest (sysfs, /proc): undefined when absent or unreadable. */
+  readText(path: string): string | undefined
+}
