@@ -1,49 +1,20 @@
-// JSON form of Facts (the --record/--replay file), versioned, with strict validation.
-// Register values are "0x" hex strings so that 64-bit values survive JSON (DESIGN.md conventions).
-import { z } from 'zod'
-import { CPUID_LEAVES, type Facts, type MsrFact, type CpuFacts, type CpuidFact } from './facts.js'
+// JSON form of Facts (the --record/--replay file), versioned. Register values are "0x" hex
+// strings so that 64-bit values survive JSON (DESIGN.md conventions). The strict schema that
+// validates untrusted files is in facts-schema.ts (zod), kept apart so the probe need not load zod.
+import type { FactsJson, CpuidFactJson, MsrFactJson } from './facts-schema.js'
+import type { Facts, MsrFact, CpuFacts, CpuidFact } from './facts.js'
 import { hex, parseU64 } from './bits.js'
 
+export type { FactsJson } from './facts-schema.js'
 export const FACTS_SCHEMA_ID = 'virtmiti/facts/v1'
-
-const hex32 = z.string().regex(/^0x[0-9a-f]{1,8}$/, 'a 32-bit value as "0x" lower-case hex')
-const hex64 = z.string().regex(/^0x[0-9a-f]{1,16}$/, 'a 64-bit value as "0x" lower-case hex')
-const fault = z.strictObject({ errno: z.string().regex(/^E[A-Z0-9]+$/, 'an errno name like "EIO"'), message: z.string().max(500) })
-const regs = z.strictObject({ eax: hex32, ebx: hex32, ecx: hex32, edx: hex32 })
-const cpuidFact = z.union([z.strictObject({ regs }), z.strictObject({ fault })])
-const msrFact = z.union([
-  z.strictObject({ value: hex64 }),
-  z.strictObject({ fault }),
-  z.strictObject({ skipped: z.string().max(500) }),
-])
-const cpuidKeys = Object.fromEntries(CPUID_LEAVES.map(l => [l.key, cpuidFact.optional()]))
-
-export const FactsJson = z.strictObject({
-  schema: z.literal(FACTS_SCHEMA_ID),
-  platform: z.string().max(64),
-  /** Free-form provenance: where the values came from (machine, or the public sources cited). */
-  source: z.string().max(4000).optional(),
-  kernel: z.strictObject({
-    release: z.string().max(256).optional(),
-    cmdline: z.string().max(4096).optional(),
-    vulnerabilities: z.record(z.string().regex(/^[a-z0-9_]{1,64}$/), z.string().max(1024)),
-    lockdown: z.string().max(256).optional(),
-  }),
-  cpus: z.array(z.strictObject({
-    cpu: z.number().int().min(0).max(65535),
-    cpuid: z.strictObject(cpuidKeys),
-    msr: z.record(z.string().regex(/^0x[0-9a-f]{1,8}$/, 'an MSR index as "0x" lower-case hex'), msrFact),
-  })).min(1).max(8192),
-})
-export type FactsJson = z.infer<typeof FactsJson>
 
 const u32 = (s: string): number => Number.parseInt(s.slice(2), 16) >>> 0
 
-function cpuidFromJson(f: z.infer<typeof cpuidFact>): CpuidFact {
+function cpuidFromJson(f: CpuidFactJson): CpuidFact {
   if ('fault' in f) return { fault: f.fault }
   return { regs: { eax: u32(f.regs.eax), ebx: u32(f.regs.ebx), ecx: u32(f.regs.ecx), edx: u32(f.regs.edx) } }
 }
-function msrFromJson(f: z.infer<typeof msrFact>): MsrFact {
+function msrFromJson(f: MsrFactJson): MsrFact {
   if ('value' in f) return { value: parseU64(f.value)! }
   return f
 }

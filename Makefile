@@ -1,0 +1,34 @@
+# virtmiti: see README.md. Every target runs from a fresh clone after `npm ci`.
+SHELL := /bin/bash
+NODE ?= node
+ESBUILD := node_modules/.bin/esbuild
+BUNDLE_FLAGS := --bundle --platform=node --format=esm --target=node18 --log-level=warning \
+  --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+
+.PHONY: all build typecheck bundle schemas test run bench clean
+
+all: build
+
+build: typecheck bundle
+
+typecheck:
+	npx tsc --noEmit -p .
+
+# Host CLI (koffi stays external: it is a native module loaded only by the KVM tier).
+dist/virtmiti.mjs: $(shell find bin contract guest host -name '*.ts' ! -name '*.test.ts') package.json
+	$(ESBUILD) bin/virtmiti.ts $(BUNDLE_FLAGS) --external:koffi --outfile=$@
+	chmod +x $@
+
+bundle: dist/virtmiti.mjs
+
+test: bundle
+	npx tap
+
+run: bundle
+	$(NODE) dist/virtmiti.mjs guest probe; test $$? -le 3
+
+bench: bundle
+	$(NODE) bench/probe.mjs
+
+clean:
+	rm -rf build dist .tap coverage

@@ -1,0 +1,32 @@
+// Minimal YAML emitter for TAP diagnostics: block mappings and sequences, strings always
+// double-quoted (a JSON string is a valid YAML double-quoted scalar), bigints as "0x" hex.
+// Kept dependency-free so TAP output does not pay the yaml package's start-up cost.
+
+const key = (k: string) => /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(k) ? k : JSON.stringify(k)
+
+function scalar(v: unknown): string {
+  if (v === null || v === undefined) return 'null'
+  if (typeof v === 'bigint') return JSON.stringify('0x' + v.toString(16))
+  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : JSON.stringify(String(v))
+  if (typeof v === 'boolean') return String(v)
+  return JSON.stringify(String(v))
+}
+
+const isBlock = (v: unknown): v is object =>
+  typeof v === 'object' && v !== null && (Array.isArray(v) ? v.length > 0 : Object.keys(v).length > 0)
+
+export function emitYaml(v: unknown, indent = ''): string[] {
+  if (Array.isArray(v)) {
+    return v.flatMap(item => {
+      if (!isBlock(item)) return [`${indent}- ${Array.isArray(item) ? '[]' : typeof item === 'object' && item ? '{}' : scalar(item)}`]
+      const [first, ...rest] = emitYaml(item, indent + '  ')
+      return [`${indent}- ${first!.trimStart()}`, ...rest]
+    })
+  }
+  if (typeof v === 'object' && v !== null) {
+    return Object.entries(v).flatMap(([k, x]) => isBlock(x)
+      ? [`${indent}${key(k)}:`, ...emitYaml(x, indent + '  ')]
+      : [`${indent}${key(k)}: ${Array.isArray(x) ? '[]' : typeof x === 'object' && x ? '{}' : scalar(x)}`])
+  }
+  return [`${indent}${scalar(v)}`]
+}

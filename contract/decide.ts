@@ -1,0 +1,287 @@
+// The guest decision (CONTRACT.md sections 3, 4 and 6), laid out like Linux bugs.c:
+// one small select step per conclusion, each returning its value with reasons and sources.
+// Facts in, Decision out; no I/O.
+import { fms, vendorOf } from './cpu-model.js'
+import { parseCmdline, type MitigationPolicy } from './cmdline.js'
+import type { BhiMode, Decision, Reason, SpectreV2Mode, Tri, VirtEnumeration } from './decision-types.js'
+import { msrKey, type CpuFacts, type Facts } from './facts.js'
+import { wantedMitiCtrl, type MitiCtrlWish } from './miti-ctrl.js'
+import {
+  ARCH_CAP_BHI_NO, ARCH_CAP_IBRS_ALL, ARCH_CAP_RRSBA, ARCH_CAP_RSBA, ARCH_CAP_VIRTUAL_ENUM,
+  CPUID1_ECX_HYPERVISOR, CPUID7_2_EDX_BHI_CTRL, CPUID7_2_EDX_RRSBA_CTRL, CPUID7_EDX_ARCH_CAPABILITIES,
+  CPUID7_EDX_SPEC_CTRL, MSR, VIRT_ENUM_MITIGATION_CTRL_SUPPORT, hasBit32,
+} from './registers.js'
+import { BHI_MODE_TEXT, V2_MODE_TEXT, parseSpectreV2, usesRetpoline, type SpectreV2Sysfs } from './sysfs-spectre-v2.js'
+
+const BUGS_C = 'Linux arch/x86/kernel/cpu/bugs.c'
+const COMMON_C = 'Linux arch/x86/kernel/cpu/common.c'
+const S3 = 'CONTRACT.md section 3'
+const S4 = 'CONTRACT.md section 4'
+const S6 = 'CONTRACT.md section 6'
+
+const why = (rule: string, text: string, source: string): Reason => ({ rule, text, source })
+
+/** CPU facts the rules read, from one CPU's CPUID and MSR facts; undefined where not known. */
+export interface CpuView {
+  vendor?: string
+  family?: number
+  model?: number
+  stepping?: number
+  hypervisor?: boolean
+  edx7?: number
+  edx72?: number
+  /** null: the MSR does not exist (CPUID.(7,0):EDX[29] clear); undefined: unknown (read failed). */
+  archCap?: bigint | null
+}
+
+export function viewCpu(c: CpuFacts): CpuView {
+  const regs = (k: keyof CpuFacts['cpuid']) => { const f = c.cpuid[k]; return f && 'regs' in f ? f.regs : undefined }
+  const l0 = regs('0x0.0'), l1 = regs('0x1.0'), l7 = regs('0x7.0'), l72 = regs('0x7.2')
+  const v: CpuView = {}
+  if (l0) v.vendor = vendorOf(l0)
+  if (l1) { Object.assign(v, fms(l1.eax)); v.hypervisor = hasBit32(l1.ecx, CPUID1_ECX_HYPERVISOR) }
+  if (l7) v.edx7 = l7.edx
+  // Leaf 7 subleaf 2 exists only when leaf 7 EAX (max subleaf) >= 2; otherwise its bits are 0.
+  if (l72) v.edx72 = l7 && l7.eax >= 2 ? l72.edx : 0
+  else if (l7 && l7.eax < 2) v.edx72 = 0
+  if (l7 && !hasBit32(l7.edx, CPUID7_EDX_ARCH_CAPABILITIES)) v.archCap = null
+  else {
+    const m = c.msr[msrKey(MSR.ARCH_CAPABILITIES)]
+    if (m && 'value' in m) v.archCap = m.value
+  }
+  return v
+}
+
+const has = (v: bigint | null | undefined, m: bigint): Tri => v === undefined ? 'unknown' : v !== null && (v & m) !== 0n
+const bit32 = (w: number | undefined, n: number): Tri => w === undefined ? 'unknown' : hasBit32(w, n)
+
+// ---- X86_BUG_BHI (CONTRACT.md section 6; common.c cpu_set_bug_bits) -------------------------
+
+/** Linux cpu_vuln_whitelist NO_BHI: AMD, Hygon, and Centaur/Zhaoxin family 7. */
+function onNoBhiWhitelist(v: CpuView): Tri {
+  if (v.vendor === undefined) return 'unknown'
+  if (v.vendor === 'AuthenticAMD' || v.vendor === 'HygonGenuine') return true
+  if ((v.vendor === 'CentaurHauls' || v.vendor === '  Shanghai  ') && v.family === 7) return true
+  return false
+}
+
+export function selectBhiAffected(v: CpuView, kernelBhi: BhiMode): { value: Tri; reasons: Reason[] } {
+  const wl = onNoBhiWhitelist(v)
+  if (wl === true) return { value: false, reasons: [why('bhi.whitelist', `${v.vendor} family ${v.family} is on the NO_BHI whitelist`, COMMON_C + ' cpu_vuln_whitelist NO_BHI; ' + S6)] }
+  const eibrs = has(v.archCap, ARCH_CAP_IBRS_ALL)
+  const hv = v.hypervisor ?? 'unknown'
+  if (wl === 'unknown' || (eibrs !== true && hv !== true && (eibrs === 'unknown' || hv === 'unknown'))) {
+    return { value: 'unknown', reasons: [why('bhi.affected', 'CPUID or ARCH_CAPABILITIES could not be read', S6)] }
+  }
+  if (eibrs !== true && hv !== true) {
+    return { value: false, reasons: [why('bhi.eibrs-or-hypervisor', 'neither eIBRS (ARCH_CAP IBRS_ALL) nor a hypervisor: BHI is not flagged', COMMON_C + ' cpu_set_bug_bits; ' + S6)] }
+  }
+  const basis = eibrs === true ? 'eIBRS present' : 'running under a hypervisor (eIBRS could be hidden)'
+  if (has(v.archCap, ARCH_CAP_BHI_NO) === true) {
+    // Kernels before 9f725eec8fc0 (May 2025) exempt BHI_NO parts; later ones do not. Learn which from sysfs.
+    const src = 'commit 9f725eec8fc0; ' + S6
+    if (kernelBhi === 'not-affected') return { value: false, reasons: [why('bhi.bhi-no-exempt', `${basis}, ARCH_CAP BHI_NO set, and the kernel says "Not affected": it follows the pre-May-2025 BHI_NO exemption`, src)] }
+    if (kernelBhi !== 'unknown' && kernelBhi !== 'not-reported') return { value: true, reasons: [why('bhi.bhi-no-not-exempt', `${basis}; ARCH_CAP BHI_NO set but the kernel reports a BHI state: it follows the rule without the BHI_NO exemption`, src)] }
+    return { value: 'unknown', reasons: [why('bhi.bhi-no-kernel-dependent', `${basis}; ARCH_CAP BHI_NO set: affected or not depends on the kernel version, and its sysfs line does not say`, src)] }
+  }
+  return { value: true, reasons: [why('bhi.affected', `${basis}, not on the NO_BHI whitelist, no BHI_NO`, COMMON_C + ' cpu_set_bug_bits; ' + S6)] }
+}
+
+// ---- spectre_v2 mode (bugs.c spectre_v2_select_mitigation / spectre_v2_parse_cmdline) -----
+
+/**
+ * Intel models on cpu_vuln_blacklist with RETBLEED (Linux common.c, 5.19+): Skylake, Kaby Lake,
+ * Cannon Lake, Ice Lake client, Comet Lake, Lakefield, Rocket Lake. Any Intel part with ARCH_CAP RSBA too.
+ */
+const RETBLEED_INTEL_MODELS = new Set([0x4e, 0x5e, 0x55, 0x8e, 0x9e, 0x66, 0x7e, 0xa5, 0xa6, 0x8a, 0xa7])
+
+function retbleedIntel(v: CpuView): Tri {
+  if (v.vendor !== 'GenuineIntel' || v.family !== 6) return false
+  if (v.model !== undefined && RETBLEED_INTEL_MODELS.has(v.model)) return true
+  return has(v.archCap, ARCH_CAP_RSBA)
+}
+
+export function selectSpectreV2(v: CpuView, p: MitigationPolicy): { value: SpectreV2Mode; reasons: Reason[] } {
+  const src = BUGS_C + ' spectre_v2_select_mitigation'
+  if (p.mitigations === 'off') return { value: 'none', reasons: [why('v2.mitigations-off', 'mitigations=off', BUGS_C + ' spectre_v2_parse_cmdline')] }
+  const cmd = p.spectreV2 ?? 'auto'
+  const eibrs = has(v.archCap, ARCH_CAP_IBRS_ALL)
+  const explicit: Record<string, SpectreV2Mode> = {
+    'off': 'none', 'retpoline': 'retpoline', 'retpoline,generic': 'retpoline',
+    'retpoline,lfence': 'lfence', 'retpoline,amd': 'lfence',
+  }
+  if (explicit[cmd]) return { value: explicit[cmd]!, reasons: [why('v2.cmdline', `spectre_v2=${cmd}`, src)] }
+  const eibrsCmds: Record<string, SpectreV2Mode> = { 'eibrs': 'eibrs', 'eibrs,lfence': 'eibrs-lfence', 'eibrs,retpoline': 'eibrs-retpoline' }
+  if (eibrsCmds[cmd]) {
+    if (eibrs === true) return { value: eibrsCmds[cmd]!, reasons: [why('v2.cmdline', `spectre_v2=${cmd} on an eIBRS CPU`, src)] }
+    if (eibrs === 'unknown') return { value: 'unknown', reasons: [why('v2.cmdline', `spectre_v2=${cmd}, eIBRS unknown`, src)] }
+    // "selected but CPU doesn't have eIBRS. Switching to AUTO select"
+  }
+  if (cmd === 'ibrs' && v.vendor === 'GenuineIntel' && bit32(v.edx7, CPUID7_EDX_SPEC_CTRL) === true) {
+    return { value: 'ibrs', reasons: [why('v2.cmdline', 'spectre_v2=ibrs on an Intel CPU with IBRS', src)] }
+  }
+  if (!['auto', 'on', 'ibrs', ...Object.keys(eibrsCmds)].includes(cmd)) {
+    return { value: 'unknown', reasons: [why('v2.cmdline-unknown', `spectre_v2=${cmd} is not an option this agent knows`, src)] }
+  }
+  // AUTO (bugs.c: eIBRS first; then IBRS for Intel retbleed parts with CONFIG_MITIGATION_IBRS_ENTRY; else retpoline).
+  if (eibrs === true) return { value: 'eibrs', reasons: [why('v2.auto-eibrs', 'auto: the CPU has eIBRS (ARCH_CAP IBRS_ALL)', src)] }
+  if (v.vendor === 'AuthenticAMD' && (v.family ?? 0) >= 0x19) {
+    return { value: 'unknown', reasons: [why('v2.auto-amd-autoibrs', 'auto on AMD family 19h+: Automatic IBRS (CPUID 0x80000021) decides, and the probe does not read that leaf', src)] }
+  }
+  if (eibrs === 'unknown' && v.archCap === undefined) return { value: 'unknown', reasons: [why('v2.auto', 'ARCH_CAPABILITIES could not be read', src)] }
+  const rb = retbleedIntel(v)
+  const ibrs = bit32(v.edx7, CPUID7_EDX_SPEC_CTRL)
+  if (rb === true && ibrs === true) {
+    return { value: 'ibrs', reasons: [why('v2.auto-ibrs', 'auto: Intel part affected by RETBLEED with IBRS available (assumes CONFIG_MITIGATION_IBRS_ENTRY=y and retbleed=auto, the defaults)', src + '; ' + COMMON_C + ' cpu_vuln_blacklist RETBLEED')] }
+  }
+  if (rb === 'unknown' || ibrs === 'unknown') return { value: 'unknown', reasons: [why('v2.auto', 'RETBLEED or IBRS state unknown', src)] }
+  return { value: 'retpoline', reasons: [why('v2.auto-retpoline', 'auto: no eIBRS and no IBRS-for-retbleed: retpoline', src + ' spectre_v2_select_retpoline')] }
+}
+
+// ---- BHI mitigation (bugs.c bhi_select_mitigation / bhi_apply_mitigation, CONTRACT.md section 6) -----
+
+type BhiPolicy = 'on' | 'off' | 'vmexit' | 'unknown'
+
+export function bhiPolicy(p: MitigationPolicy): { value: BhiPolicy; reason: Reason } {
+  const src = BUGS_C + ' spectre_bhi_parse_cmdline; ' + S6
+  if (p.spectreBhi === 'on' || p.spectreBhi === 'off' || p.spectreBhi === 'vmexit') return { value: p.spectreBhi, reason: why('bhi.policy', `spectre_bhi=${p.spectreBhi}`, src) }
+  if (p.spectreBhi !== undefined && p.spectreBhi !== 'auto') return { value: 'unknown', reason: why('bhi.policy', `spectre_bhi=${p.spectreBhi} is not an option this agent knows`, src) }
+  const m = p.mitigations
+  if (m === undefined || m === 'auto' || m === 'auto,nosmt') {
+    return { value: 'on', reason: why('bhi.policy-default', `${p.spectreBhi ? 'spectre_bhi=auto' : 'no spectre_bhi='}${m ? `, mitigations=${m}` : ''}: on (assumes the default CONFIG_MITIGATION_SPECTRE_BHI=y)`, src) }
+  }
+  if (m === 'off') return { value: 'off', reason: why('bhi.policy', 'mitigations=off', src) }
+  return { value: 'unknown', reason: why('bhi.policy-attack-vectors', `mitigations=${m}: attack-vector controls decide (and depend on the kernel's config), so the agent cannot predict BHI`, src) }
+}
+
+export function selectBhi(v: CpuView, affected: Tri, v2: SpectreV2Mode, p: MitigationPolicy): { value: BhiMode; reasons: Reason[] } {
+  const src = BUGS_C + ' bhi_select_mitigation; ' + S6
+  if (affected === false) return { value: 'not-affected', reasons: [why('bhi.select', 'not affected', src)] }
+  if (affected === 'unknown') return { value: 'unknown', reasons: [why('bhi.select', 'whether BHI applies is unknown', src)] }
+  if (v2 === 'none' || v2 === 'not-affected') return { value: 'vulnerable', reasons: [why('bhi.v2-off', 'spectre_v2 mitigation off: BHI is never selected', src)] }
+  if (v2 === 'unknown') return { value: 'unknown', reasons: [why('bhi.select', 'the spectre_v2 mode is unknown', src)] }
+  const pol = bhiPolicy(p)
+  if (pol.value === 'off') return { value: 'vulnerable', reasons: [pol.reason] }
+  if (pol.value === 'unknown') return { value: 'unknown', reasons: [pol.reason] }
+  const reasons = [pol.reason]
+  // (1) Retpoline (not the LFENCE flavour) mitigates BHI unless RRSBA behaviour remains.
+  if (v2 === 'retpoline' || v2 === 'eibrs-retpoline') {
+    const rrsba = has(v.archCap, ARCH_CAP_RRSBA)
+    const rrsbaCtrl = bit32(v.edx72, CPUID7_2_EDX_RRSBA_CTRL)
+    if (rrsba === false) return { value: 'retpoline', reasons: [...reasons, why('bhi.retpoline', 'retpoline in use and no RRSBA (ARCH_CAP bit 19 clear or no ARCH_CAPABILITIES)', src + ' spec_ctrl_disable_kernel_rrsba')] }
+    if (rrsba === true && rrsbaCtrl === true) return { value: 'retpoline', reasons: [...reasons, why('bhi.retpoline', 'retpoline in use; RRSBA present and disabled with RRSBA_DIS_S (RRSBA_CTRL)', src + ' spec_ctrl_disable_kernel_rrsba')] }
+    if (rrsba === 'unknown' || rrsbaCtrl === 'unknown') return { value: 'unknown', reasons: [...reasons, why('bhi.retpoline', 'retpoline in use; RRSBA state unknown', src)] }
+  }
+  // (2) Hardware control.
+  const bhiCtrl = bit32(v.edx72, CPUID7_2_EDX_BHI_CTRL)
+  if (bhiCtrl === 'unknown') return { value: 'unknown', reasons: [...reasons, why('bhi.bhi-ctrl', 'CPUID.(7,2) unknown', src)] }
+  if (bhiCtrl) return { value: 'bhi-dis-s', reasons: [...reasons, why('bhi.bhi-dis-s', 'CPUID.(7,2):EDX[4] BHI_CTRL: the kernel sets BHI_DIS_S', src + ' spec_ctrl_bhi_dis')] }
+  // (3) Software loop (64-bit kernels; this agent targets x86_64).
+  if (pol.value === 'vmexit') return { value: 'vmexit-sw-loop', reasons: [...reasons, why('bhi.vmexit', 'spectre_bhi=vmexit: SW loop on VM exit only', src)] }
+  return { value: 'sw-loop', reasons: [...reasons, why('bhi.sw-loop', 'no BHI_CTRL: SW BHB clearing loop on syscall and VM exit', src)] }
+}
+
+// ---- What the guest reports (CONTRACT.md section 4) ----------------------------------------
+
+export function selectWish(kernel: { bhi: BhiMode; retpoline: Tri; sysfs: boolean }): { wish: MitiCtrlWish; reasons: Reason[] } {
+  const reasons: Reason[] = []
+  let bhb: Tri
+  if (!kernel.sysfs) { bhb = 'unknown'; reasons.push(why('ctrl.bhb', 'no spectre_v2 sysfs line: cannot tell which BHI mitigation the kernel uses; CTRL bit 0 left as it is', S4)) }
+  else if (kernel.bhi === 'sw-loop') { bhb = true; reasons.push(why('ctrl.bhb', 'the kernel clears the BHB with the short SW loop on syscall entry ("BHI: SW loop, KVM: SW loop"): set BHB_CLEAR_SEQ_S_USED', S4)) }
+  else if (kernel.bhi === 'unknown') { bhb = 'unknown'; reasons.push(why('ctrl.bhb', 'the BHI segment of the sysfs line is not one this agent knows: CTRL bit 0 left as it is', S4)) }
+  else { bhb = false; reasons.push(why('ctrl.bhb', `the kernel does not rely on the short SW loop in supervisor mode (${BHI_MODE_TEXT[kernel.bhi]}): clear BHB_CLEAR_SEQ_S_USED`, S4)) }
+  const ret = kernel.retpoline
+  if (ret === 'unknown') reasons.push(why('ctrl.retpoline', 'the spectre_v2 mode is unknown: CTRL bit 1 left as it is', S4))
+  else reasons.push(why('ctrl.retpoline', ret ? 'the kernel uses retpoline in supervisor mode: set RETPOLINE_S_USED' : 'the kernel does not use retpoline: clear RETPOLINE_S_USED', S4))
+  return { wish: { bhbClearSeqSUsed: bhb, retpolineSUsed: ret }, reasons }
+}
+
+// ---- Discovery chain, per CPU (CONTRACT.md section 3) ---------------------------------------
+
+export function selectVirt(c: CpuFacts, wish: MitiCtrlWish): VirtEnumeration {
+  const v = viewCpu(c)
+  const m = (i: number) => c.msr[msrKey(i)]
+  const not = (reached: VirtEnumeration['reached'], text: string): VirtEnumeration =>
+    ({ cpu: c.cpu, reached, enumerated: false, reason: why('virt.chain', text, S3) })
+  if (v.archCap === null) return not('none', 'no IA32_ARCH_CAPABILITIES (CPUID.(7,0):EDX[29] clear): virtual MSRs not enumerated')
+  if (v.archCap === undefined) {
+    const f = m(MSR.ARCH_CAPABILITIES)
+    return not('none', `IA32_ARCH_CAPABILITIES unreadable${f && 'fault' in f ? ` (${f.fault.errno}: ${f.fault.message})` : ''}: cannot tell`)
+  }
+  if ((v.archCap & ARCH_CAP_VIRTUAL_ENUM) === 0n) return not('none', 'ARCH_CAPABILITIES bit 63 (VIRTUAL_ENUM) clear: the VMM does not advertise the virtual MSRs; 0x5000000x not probed')
+  const ve = m(MSR.VIRTUAL_ENUMERATION)
+  if (!ve || !('value' in ve)) return not('arch-cap', `MSR_VIRTUAL_ENUMERATION not read${ve && 'fault' in ve ? ` (${ve.fault.errno}: ${ve.fault.message})` : ''} although ARCH_CAP bit 63 is set`)
+  if ((ve.value & VIRT_ENUM_MITIGATION_CTRL_SUPPORT) === 0n) return not('arch-cap', 'MSR_VIRTUAL_ENUMERATION bit 0 (MITIGATION_CTRL_SUPPORT) clear')
+  const me = m(MSR.VIRTUAL_MITIGATION_ENUM)
+  if (!me || !('value' in me)) return not('virtual-enum', `MSR_VIRTUAL_MITIGATION_ENUM not read${me && 'fault' in me ? ` (${me.fault.errno}: ${me.fault.message})` : ''}`)
+  const out: VirtEnumeration = { cpu: c.cpu, reached: 'miti-enum', enumerated: true, mitiEnum: me.value, reason: why('virt.chain', 'ARCH_CAP bit 63, VIRTUAL_ENUMERATION bit 0 and MITIGATION_ENUM read: virtual MSRs enumerated', S3) }
+  const ctrl = m(MSR.VIRTUAL_MITIGATION_CTRL)
+  if (ctrl && 'value' in ctrl) { out.mitiCtrl = ctrl.value; out.wanted = wantedMitiCtrl(ctrl.value, me.value, wish) }
+  return out
+}
+
+// ---- CPUs that disagree -----------------------------------------------------------------------
+
+function signatureOf(c: CpuFacts): Record<string, string> {
+  const v = viewCpu(c)
+  const val = (i: number) => { const f = c.msr[msrKey(i)]; return !f ? '-' : 'value' in f ? f.value.toString(16) : 'fault' in f ? f.fault.errno : 'skipped' }
+  return {
+    'vendor': String(v.vendor), 'family/model/stepping': `${v.family}/${v.model}/${v.stepping}`, 'hypervisor bit': String(v.hypervisor),
+    'CPUID.(7,0):EDX': String(v.edx7), 'CPUID.(7,2):EDX': String(v.edx72),
+    'IA32_ARCH_CAPABILITIES': val(MSR.ARCH_CAPABILITIES), 'MSR_VIRTUAL_ENUMERATION': val(MSR.VIRTUAL_ENUMERATION),
+    'MSR_VIRTUAL_MITIGATION_ENUM': val(MSR.VIRTUAL_MITIGATION_ENUM), 'MSR_VIRTUAL_MITIGATION_CTRL': val(MSR.VIRTUAL_MITIGATION_CTRL),
+  }
+}
+
+export function findDisagreements(cpus: CpuFacts[]): { cpu: number; what: string }[] {
+  if (cpus.length < 2) return []
+  const ref = signatureOf(cpus[0]!)
+  const out: { cpu: number; what: string }[] = []
+  for (const c of cpus.slice(1)) {
+    const s = signatureOf(c)
+    for (const k of Object.keys(ref)) if (s[k] !== ref[k]) out.push({ cpu: c.cpu, what: `${k} differs from CPU ${cpus[0]!.cpu}` })
+  }
+  return out
+}
+
+// ---- The whole decision -------------------------------------------------------------------------
+
+export function decide(facts: Facts): Decision {
+  const boot = facts.cpus[0]!
+  const v = viewCpu(boot)
+  const policy = parseCmdline(facts.kernel.cmdline ?? '')
+  const line = facts.kernel.vulnerabilities['spectre_v2']
+  const sys: SpectreV2Sysfs | undefined = line !== undefined ? parseSpectreV2(line) : undefined
+  const kernel = {
+    spectreV2: sys?.mode ?? 'unknown' as SpectreV2Mode,
+    bhi: sys?.bhi ?? 'unknown' as BhiMode,
+    retpoline: sys ? usesRetpoline(sys.mode) : 'unknown' as Tri,
+    ...(sys ? { raw: sys.raw } : {}),
+  }
+  const affected = selectBhiAffected(v, kernel.bhi)
+  const v2 = selectSpectreV2(v, policy)
+  // Predict BHI from the kernel's actual spectre_v2 mode where known, so one mismatch does not cascade.
+  const bhi = selectBhi(v, affected.value, kernel.spectreV2 !== 'unknown' ? kernel.spectreV2 : v2.value, policy)
+  const mismatches: Decision['mismatches'] = []
+  if (sys && kernel.spectreV2 !== 'unknown' && v2.value !== 'unknown' && kernel.spectreV2 !== v2.value && kernel.spectreV2 !== 'not-affected') {
+    mismatches.push({ what: 'spectre_v2', kernel: sys.modeText, expected: V2_MODE_TEXT[v2.value], reason: v2.reasons[v2.reasons.length - 1]! })
+  }
+  // A kernel that predates BHI reporting cannot mismatch; the rest compare directly.
+  if (sys && kernel.bhi !== 'unknown' && kernel.bhi !== 'not-reported' && bhi.value !== 'unknown' && kernel.bhi !== bhi.value) {
+    mismatches.push({ what: 'bhi', kernel: sys.bhiText ?? BHI_MODE_TEXT[kernel.bhi], expected: BHI_MODE_TEXT[bhi.value], reason: bhi.reasons[bhi.reasons.length - 1]! })
+  }
+  const { wish, reasons: wishReasons } = selectWish({ bhi: kernel.bhi, retpoline: kernel.retpoline, sysfs: sys !== undefined })
+  const virt = facts.cpus.map(c => selectVirt(c, wish))
+  return {
+    cpu: { vendor: v.vendor ?? 'unknown', family: v.family ?? -1, model: v.model ?? -1, stepping: v.stepping ?? -1, hypervisor: v.hypervisor ?? false },
+    bhiAffected: affected,
+    kernel,
+    expected: { spectreV2: v2.value, bhi: bhi.value, retpoline: usesRetpoline(v2.value), reasons: [...v2.reasons, ...bhi.reasons] },
+    mismatches,
+    wish,
+    wishReasons,
+    virt,
+    enumerated: virt.length > 0 && virt.every(x => x.enumerated),
+    disagreements: findDisagreements(facts.cpus),
+  }
+}

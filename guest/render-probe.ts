@@ -1,0 +1,99 @@
+// Human and TAP renderings of a probe (issue 2). Pure: strings in, strings out.
+import type { ChalkInstance } from 'chalk'
+import { decode, hex } from '../contract/bits.js'
+import type { Decision } from '../contract/decision-types.js'
+import { viewCpu } from '../contract/decide.js'
+import type { Facts } from '../contract/facts.js'
+import { ARCH_CAPABILITIES, CPUID_7_0_EDX, CPUID_7_2_EDX, MITI_CTRL_BHB_CLEAR_SEQ_S_USED, MITI_CTRL_RETPOLINE_S_USED } from '../contract/registers.js'
+import { BHI_MODE_TEXT, V2_MODE_TEXT } from '../contract/sysfs-spectre-v2.js'
+import type { TapPoint } from '../bin/lib/tap.js'
+import { cpuRanges, type Finding } from './verdict.js'
+
+const names32 = (reg: typeof CPUID_7_0_EDX, w: number | undefined) =>
+  w === undefined ? '?' : decode(reg, BigInt(w)).filter(n => !n.startsWith('bit ')).join(' ') || '-'
+
+/** One row per group of CPUs that show the same values. */
+function cpuRows(facts: Facts, d: Decision): string[][] {
+  const rows = new Map<string, { cpus: number[]; cols: string[] }>()
+  for (const c of facts.cpus) {
+    const v = viewCpu(c)
+    const virt = d.virt.find(x => x.cpu === c.cpu)!
+    const ac = v.archCap === null ? 'none' : v.archCap === undefined ? 'unreadable' : hex(v.archCap)
+    const virtCol = virt.enumerated ? `ENUM ${hex(virt.mitiEnum!)}` : virt.reached === 'none' && v.archCap === undefined ? 'cannot tell' : 'not enumerated'
+    const ctrl = virt.mitiCtrl === undefined ? '-' : virt.wanted === virt.mitiCtrl ? `${hex(virt.mitiCtrl)} (kept)` : `${hex(virt.mitiCtrl)} -> ${hex(virt.wanted!)}`
+    const cols = [
+      v.vendor ?? '?', v.family === undefined ? '?' : `${v.family}/0x${v.model!.toString(16)}/${v.stepping}`, v.hypervisor ? 'yes' : 'no',
+      names32(CPUID_7_0_EDX, v.edx7), names32(CPUID_7_2_EDX, v.edx72), ac, virtCol, ctrl,
+    ]
+    const key = cols.join('\u0000')
+    const g = rows.get(key) ?? { cpus: [], cols }
+    g.cpus.push(c.cpu)
+    rows.set(key, g)
+  }
+  return [...rows.values()].map(g => [cpuRanges(g.cpus), ...g.cols])
+}
+
+function table(rows: string[][]): string[] {
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map(r => r[i]!.length)))
+  return rows.map(r => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd())
+}
+
+const triText = (t: boolean | 'unknown') => t === 'unknown' ? 'leave as is (unknown)' : t ? 'set' : 'clear'
+
+export function renderHuman(facts: Facts, d: Decision, findings: Finding[], exitCode: number, c: ChalkInstance): string {
+  const out: string[] = []
+  out.push(c.bold(`virtmiti guest probe: ${facts.platform}, ${facts.cpus.length} CPU${facts.cpus.length === 1 ? '' : 's'}, kernel ${facts.kernel.release ?? 'unknown'}`))
+  out.push('')
+  out.push(...table([['CPUs', 'vendor', 'fam/model/step', 'HV', 'CPUID.(7,0):EDX', 'CPUID.(7,2):EDX', 'ARCH_CAP', 'virtual MSRs', 'MITI_CTRL'], ...cpuRows(facts, d)]))
+  const acs = new Set(facts.cpus.map(x => viewCpu(x).archCap).filter((x): x is bigint => typeof x === 'bigint'))
+  for (const v of acs) out.push(`  ARCH_CAP ${hex(v)} = ${decode(ARCH_CAPABILITIES, v).join(' ') || '(none)'}`)
+  out.push('')
+  out.push(c.bold('Kernel'))
+  out.push(`  spectre_v2   ${d.kernel.raw ?? '(no sysfs file)'}`)
+  out.push(`  mode         ${V2_MODE_TEXT[d.kernel.spectreV2]}   expected: ${V2_MODE_TEXT[d.expected.spectreV2]}`)
+  out.push(`  BHI          ${BHI_MODE_TEXT[d.kernel.bhi]}   expected: ${BHI_MODE_TEXT[d.expected.bhi]}   affected: ${d.bhiAffected.value}`)
+  for (const r of [...d.bhiAffected.reasons, ...d.expected.reasons]) out.push(c.dim(`    - ${r.text} [${r.source}]`))
+  out.push('')
+  out.push(c.bold('Report to the VMM (MSR_VIRTUAL_MITIGATION_CTRL)'))
+  out.push(`  BHB_CLEAR_SEQ_S_USED (bit 0): ${triText(d.wish.bhbClearSeqSUsed)}    RETPOLINE_S_USED (bit 1): ${triText(d.wish.retpolineSUsed)}`)
+  for (const r of d.wishReasons) out.push(c.dim(`    - ${r.text} [${r.source}]`))
+  const byReason = new Map<string, number[]>()
+  for (const v of d.virt) byReason.set(v.reason.text, [...(byReason.get(v.reason.text) ?? []), v.cpu])
+  for (const [t, cpus] of byReason) out.push(`  CPUs ${cpuRanges(cpus)}: ${t}`)
+  if (d.enumerated) {
+    const w = d.virt.map(v => v.wanted).filter((x): x is bigint => x !== undefined)
+    if (w.length) out.push(`  would write ${[...new Set(w.map(x => hex(x)))].join(', ')} (bit 0 = ${hex(MITI_CTRL_BHB_CLEAR_SEQ_S_USED)}, bit 1 = ${hex(MITI_CTRL_RETPOLINE_S_USED)}); nothing is written by probe`)
+  }
+  out.push('')
+  if (findings.length === 0) out.push(c.green('No problems found.'))
+  for (const f of findings) {
+    const tag = f.level === 'violation' ? c.red('VIOLATION') : f.level === 'cannot-tell' ? c.yellow('CANNOT TELL') : c.cyan('note')
+    out.push(`${tag}  ${f.text}`)
+  }
+  out.push(`exit ${exitCode}`)
+  return out.join('\n') + '\n'
+}
+
+export function probeTap(facts: Facts, d: Decision, findings: Finding[]): TapPoint[] {
+  const cannot = findings.filter(f => f.level === 'cannot-tell').map(f => f.text)
+  const cpuidFaults = facts.cpus.flatMap(c => Object.entries(c.cpuid).filter(([, v]) => v && 'fault' in v).map(([k]) => `CPU ${c.cpu} ${k}`))
+  const pts: TapPoint[] = [
+    { ok: cpuidFaults.length === 0, name: 'CPUID readable on every CPU', ...(cpuidFaults.length ? { diag: { faults: cpuidFaults } } : {}) },
+    { ok: d.disagreements.length === 0, name: 'all CPUs show the same CPUID and MSR values', ...(d.disagreements.length ? { diag: { disagreements: d.disagreements } } : {}) },
+  ]
+  const sysfs = d.kernel.raw !== undefined && d.kernel.bhi !== 'unknown' && d.kernel.spectreV2 !== 'unknown'
+  pts.push(sysfs ? { ok: true, name: 'kernel spectre_v2 sysfs line understood' }
+    : { ok: false, name: 'kernel spectre_v2 sysfs line understood', diag: { raw: d.kernel.raw ?? null } })
+  for (const what of ['spectre_v2', 'bhi'] as const) {
+    const name = `kernel ${what === 'bhi' ? 'BHI' : 'spectre_v2'} choice matches CPU and command line (bugs.c)`
+    const m = d.mismatches.find(x => x.what === what)
+    const unknown = what === 'bhi' ? d.expected.bhi === 'unknown' || d.kernel.bhi === 'unknown' : d.expected.spectreV2 === 'unknown' || d.kernel.spectreV2 === 'unknown'
+    if (m) pts.push({ ok: false, name, diag: { kernel: m.kernel, expected: m.expected, rule: m.reason.text, source: m.reason.source } })
+    else if (unknown) pts.push({ ok: true, name, skip: 'cannot predict or read this choice: ' + (d.expected.reasons[d.expected.reasons.length - 1]?.text ?? 'unknown') })
+    else pts.push({ ok: true, name })
+  }
+  const tell = d.virt.every(v => !(v.reached === 'none' && v.reason.text.includes('cannot tell')))
+  pts.push(tell ? { ok: true, name: 'virtual MSR enumeration determined on every CPU', diag: { enumerated: d.enumerated } }
+    : { ok: false, name: 'virtual MSR enumeration determined on every CPU', diag: { cannotTell: cannot } })
+  return pts
+}
