@@ -77,7 +77,11 @@ export function selectBhiAffected(v: CpuView, kernelBhi: BhiMode): { value: Tri;
     return { value: false, reasons: [why('bhi.eibrs-or-hypervisor', 'neither eIBRS (ARCH_CAP IBRS_ALL) nor a hypervisor: BHI is not flagged', COMMON_C + ' cpu_set_bug_bits; ' + S6)] }
   }
   const basis = eibrs === true ? 'eIBRS present' : 'running under a hypervisor (eIBRS could be hidden)'
-  if (has(v.archCap, ARCH_CAP_BHI_NO) === true) {
+  const bhiNo = has(v.archCap, ARCH_CAP_BHI_NO)
+  if (bhiNo === 'unknown') {
+    return { value: 'unknown', reasons: [why('bhi.bhi-no-unknown', `${basis}, but ARCH_CAPABILITIES (BHI_NO) could not be read`, COMMON_C + ' cpu_set_bug_bits; ' + S6)] }
+  }
+  if (bhiNo === true) {
     // Kernels before 9f725eec8fc0 (May 2025) exempt BHI_NO parts; later ones do not. Learn which from sysfs.
     const src = 'commit 9f725eec8fc0; ' + S6
     if (kernelBhi === 'not-affected') return { value: false, reasons: [why('bhi.bhi-no-exempt', `${basis}, ARCH_CAP BHI_NO set, and the kernel says "Not affected": it follows the pre-May-2025 BHI_NO exemption`, src)] }

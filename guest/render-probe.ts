@@ -58,8 +58,11 @@ export function renderHuman(facts: Facts, d: Decision, findings: Finding[], exit
   out.push(`  BHB_CLEAR_SEQ_S_USED (bit 0): ${triText(d.wish.bhbClearSeqSUsed)}    RETPOLINE_S_USED (bit 1): ${triText(d.wish.retpolineSUsed)}`)
   for (const r of d.wishReasons) out.push(c.dim(`    - ${r.text} [${r.source}]`))
   const byReason = new Map<string, number[]>()
-  for (const v of d.virt) byReason.set(v.reason.text, [...(byReason.get(v.reason.text) ?? []), v.cpu])
-  for (const [t, cpus] of byReason) out.push(`  CPUs ${cpuRanges(cpus)}: ${t}`)
+  for (const v of d.virt) {
+    const k = v.reason.text.replace(/\/dev\/cpu\/\d+\//, '/dev/cpu/N/')
+    byReason.set(k, [...(byReason.get(k) ?? []), v.cpu])
+  }
+  for (const [t, cpus] of byReason) out.push(`  ${cpus.length > 1 ? 'CPUs' : 'CPU'} ${cpuRanges(cpus)}: ${t}`)
   if (d.enumerated) {
     const w = d.virt.map(v => v.wanted).filter((x): x is bigint => x !== undefined)
     if (w.length) out.push(`  would write ${[...new Set(w.map(x => hex(x)))].join(', ')} (bit 0 = ${hex(MITI_CTRL_BHB_CLEAR_SEQ_S_USED)}, bit 1 = ${hex(MITI_CTRL_RETPOLINE_S_USED)}); nothing is written by probe`)
@@ -89,7 +92,7 @@ export function probeTap(facts: Facts, d: Decision, findings: Finding[]): TapPoi
     const m = d.mismatches.find(x => x.what === what)
     const unknown = what === 'bhi' ? d.expected.bhi === 'unknown' || d.kernel.bhi === 'unknown' : d.expected.spectreV2 === 'unknown' || d.kernel.spectreV2 === 'unknown'
     if (m) pts.push({ ok: false, name, diag: { kernel: m.kernel, expected: m.expected, rule: m.reason.text, source: m.reason.source } })
-    else if (unknown) pts.push({ ok: true, name, skip: 'cannot predict or read this choice: ' + (d.expected.reasons[d.expected.reasons.length - 1]?.text ?? 'unknown') })
+    else if (unknown) pts.push({ ok: true, name, skip: 'cannot predict or read this choice: ' + ([...d.expected.reasons].reverse().find(r => r.rule.startsWith(what === 'bhi' ? 'bhi.' : 'v2.'))?.text ?? 'unknown') })
     else pts.push({ ok: true, name })
   }
   const tell = d.virt.every(v => !(v.reached === 'none' && v.reason.text.includes('cannot tell')))
