@@ -5,7 +5,7 @@ ESBUILD := node_modules/.bin/esbuild
 BUNDLE_FLAGS := --bundle --platform=node --format=esm --target=node18 --log-level=warning \
   --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
 
-.PHONY: all build typecheck bundle schemas test run bench clean
+.PHONY: all build typecheck bundle schemas fixtures test run bench clean
 
 all: build
 
@@ -29,6 +29,11 @@ run: bundle
 
 bench: bundle
 	$(NODE) bench/probe.mjs
+
+# Replay fixtures (guest/fixtures/) from the CPU catalog (scenarios/cpus/); a test checks they are current.
+fixtures:
+	$(ESBUILD) scripts/gen-fixtures.ts --bundle --platform=node --format=esm --packages=external --log-level=warning --outfile=.cache/gen-fixtures.mjs
+	$(NODE) .cache/gen-fixtures.mjs
 
 clean:
 	rm -rf build dist .tap coverage
