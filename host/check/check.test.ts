@@ -1,0 +1,150 @@
+// host check: correct VMM profiles pass, every faulty profile is caught with a message naming
+// the wrong bit, pairing by VM UUID and vCPU index, TAP 14 output that tap-parser accepts.
+import t from 'tap'
+import { Parser } from 'tap-parser'
+import { check } from './check.js'
+import { checkTap } from './render.js'
+import { miniGuestReport, TEST_UUID } from './fixtures.js'
+import { simulatedPlatform } from '../vmm/simulated.js'
+import { profileByName } from '../vmm/profiles.js'
+import { vmmStateJson } from '../vmm/state.js'
+import type { CpuModel } from '../../contract/cpu-model.js'
+import type { HostCaps } from '../../contract/host-caps.js'
+import { GuestReport } from '../../contract/report-json.js'
+import { VmmState } from '../../contract/vmm-state-json.js'
+
+const MODEL: CpuModel = {
+  id: 't', name: 'test', vendor: 'GenuineIntel', family: 6, model: 0x55, stepping: 4,
+  cpuid7_0_edx: ((1 << 26) | (1 << 27) | (1 << 29) | (1 << 31)) >>> 0, cpuid7_2_edx: 0, archCapabilities: 0n, sources: {},
+}
+const SPR: HostCaps = { bhiCtrl: true, bhiNo: false, rrsbaCtrl: true, rrsba: true, stibp: true, ssbd: true }
+const IBRS = 1n
+
+interface Run { hostCaps?: HostCaps; ctrl?: (cpu: number) => bigint; specCtrl?: bigint; vcpus?: number; noUuid?: boolean; stateUuid?: string; stateCaps?: HostCaps }
+function run(profile: string, o: Run = {}) {
+  const { platform, vmm } = simulatedPlatform({
+    presented: { model: MODEL, hypervisor: true, archCapabilities: 0n },
+    hostCaps: o.stateCaps ?? o.hostCaps ?? SPR, profile: profileByName(profile)!, vcpus: o.vcpus ?? 2, sysfs: {},
+  })
+  const report = miniGuestReport(platform, { ctrl: o.ctrl ?? (() => 3n), ...(o.specCtrl !== undefined ? { specCtrl: o.specCtrl } : {}), ...(o.noUuid ? { noUuid: true } : {}) })
+  const state = vmmStateJson(vmm, o.stateUuid ?? TEST_UUID)
+  // What the CLI would accept: both documents validate against their published schemas.
+  if (!GuestReport.safeParse(report).success) throw new Error('fixture report invalid: ' + JSON.stringify(GuestReport.safeParse(report).error?.issues))
+  if (!VmmState.safeParse(state).success) throw new Error('fixture state invalid')
+  return { report, state, result: check(report, state, o.hostCaps) }
+}
+
+for (const p of ['reference', 'reference-virtualized', 'bhb-only', 'no-virtual-msrs', 'read-zero', 'userspace-force-bhi', 'userspace-force-bhi-off']) {
+  t.test(`correct profile ${p} passes host check`, async t => {
+    const { result } = run(p, { specCtrl: IBRS, vcpus: 3 })
+    t.same(result.failures, [])
+    t.equal(result.ok, true)
+    t.equal(result.vcpus.length, 3)
+  })
+}
+
+for (const caps of [SPR, { ...SPR, bhiNo: true }, { ...SPR, bhiCtrl: false }, { ...SPR, rrsba: false }, { ...SPR, rrsbaCtrl: false, bhiCtrl: false }]) {
+  t.test(`reference passes on host ${JSON.stringify(caps)} for every CTRL value`, async t => {
+    for (const c of [0n, 1n, 2n, 3n]) t.same(run('reference', { hostCaps: caps, ctrl: () => c, specCtrl: IBRS }).result.failures, [])
+  })
+}
+
+const CAUGHT: { profile: string; run: Run; want: RegExp }[] = [
+  { profile: 'ignores-ctrl-writes', run: {}, want: /MITI_CTRL.*missing BHB_CLEAR_SEQ_S_USED/ },
+  { profile: 'ignores-ctrl-writes', run: {}, want: /forced mask: missing BHI_DIS_S, RRSBA_DIS_S|forced mask: missing RRSBA_DIS_S, BHI_DIS_S/ },
+  { profile: 'forces-nothing', run: {}, want: /forced mask: missing RRSBA_DIS_S, BHI_DIS_S/ },
+  { profile: 'forces-bhi-regardless-of-caps', run: { hostCaps: { ...SPR, bhiCtrl: false } }, want: /forced mask: extra BHI_DIS_S/ },
+  { profile: 'forces-bhi-regardless-of-caps', run: { hostCaps: { ...SPR, bhiNo: true } }, want: /forced value: extra BHI_DIS_S/ },
+  { profile: 'guest-can-clear-forced', run: { specCtrl: IBRS }, want: /effective SPEC_CTRL: missing RRSBA_DIS_S, BHI_DIS_S/ },
+  { profile: 'guest-overrides-userspace', run: {}, want: /forced value: extra BHI_DIS_S/ },
+  { profile: 'leaks-forced-into-shadow', run: { specCtrl: IBRS }, want: /leaks forced RRSBA_DIS_S, BHI_DIS_S/ },
+  { profile: 'ctrl-not-per-vcpu', run: { ctrl: cpu => (cpu === 0 ? 1n : 0n) }, want: /vCPU 0: .*MITI_CTRL.*missing BHB_CLEAR_SEQ_S_USED/ },
+  { profile: 'ctrl-not-per-vcpu', run: { ctrl: cpu => (cpu === 0 ? 1n : 0n) }, want: /vCPU 0: forced mask: missing BHI_DIS_S/ },
+]
+for (const c of CAUGHT) {
+  t.test(`faulty profile ${c.profile} is caught: ${c.want.source}`, async t => {
+    const { result } = run(c.profile, c.run)
+    t.equal(result.ok, false)
+    t.ok(result.failures.some(f => c.want.test(f)), result.failures.join('\n'))
+  })
+}
+
+t.test('a VMM state whose host caps disagree with the host caps file is caught, naming the cap', async t => {
+  const { result } = run('reference', { hostCaps: { ...SPR, bhiNo: true }, stateCaps: SPR })
+  t.equal(result.ok, false)
+  t.ok(result.failures.some(f => /bhiNo is true, VMM says false/.test(f)), result.failures.join('\n'))
+  t.ok(result.failures.some(f => /forced mask: extra BHI_DIS_S/.test(f)), 'and the bit it forced wrongly')
+})
+
+t.test('pairing: a VM UUID mismatch is a clear failure and nothing else is checked', async t => {
+  const { result } = run('reference', { stateUuid: '11111111-2222-4333-8444-555555555555' })
+  t.equal(result.ok, false)
+  t.match(result.failures[0], /guest report is from VM 0b9d7b0e-.*VMM state is from VM 11111111-/)
+  t.equal(result.vcpus.length, 0)
+})
+
+t.test('pairing: a report without a VM UUID is paired by vCPU index, and says so', async t => {
+  const { result } = run('reference', { noUuid: true })
+  t.equal(result.ok, true)
+  t.equal(result.pairedBy, 'vcpu-index-only')
+  t.equal(result.vm.find(i => i.id === 'vm-uuid')?.skip, 'the guest report has no vmUuid: paired by vCPU index only')
+})
+
+t.test('pairing: a guest CPU with no vCPU in the state fails; a vCPU the guest did not report is checked on its own', async t => {
+  const { report, state } = run('reference')
+  const r1 = check({ ...report, cpus: [...report.cpus, { ...report.cpus[0]!, cpu: 7 }] }, state)
+  t.ok(r1.failures.some(f => /guest CPU 7 has no vCPU/.test(f)))
+  const r2 = check({ ...report, cpus: [report.cpus[0]!] }, state)
+  t.equal(r2.ok, true)
+  t.match(r2.vcpus[1]!.notes[0], /not in the guest report/)
+})
+
+t.test('a guest-reported read-back mismatch is a failure naming the bit', async t => {
+  const { report, state } = run('reference')
+  const cpus = report.cpus.map(c => ({ ...c, outcome: 'readback-mismatch' as const, readBack: '0x1' }))
+  const r = check({ ...report, cpus }, state)
+  t.ok(r.failures.some(f => /guest read back MITI_CTRL 0x1 after writing 0x3: missing RETPOLINE_S_USED/.test(f)), r.failures.join('\n'))
+})
+
+t.test('a state that advertises while the guest found nothing enumerated is a failure', async t => {
+  const { report, state } = run('reference')
+  const r = check({ ...report, cpus: report.cpus.map(c => ({ cpu: c.cpu, outcome: 'not-enumerated' as const })) }, state)
+  t.ok(r.failures.some(f => /not enumerated/.test(f)))
+})
+
+t.test('an invalid userspace force in the VMM state is a failure', async t => {
+  const { report, state } = run('reference')
+  const r = check(report, { ...state, userspaceForce: { mask: '0x0', value: '0x400' } })
+  t.ok(r.failures.some(f => /BHI_DIS_S outside the mask/.test(f)))
+})
+
+t.test('TAP 14: one subtest per vCPU, parsed by tap-parser, failures carry YAML with bit names', async t => {
+  const { result } = run('forces-nothing', { vcpus: 2 })
+  const tap = checkTap(result)
+  const p = new Parser({ strict: true })
+  const done = new Promise<any>(res => p.on('complete', res))
+  const fails: any[] = []
+  p.on('fail', (f: any) => fails.push(f))
+  p.end(tap)
+  const final = await done
+  t.equal(final.ok, false)
+  t.equal(final.count, result.vm.length + 2, 'VM points plus one subtest per vCPU')
+  t.match(tap, /# Subtest: vCPU 0\n/)
+  t.match(tap, /# Subtest: vCPU 1\n/)
+  const fm = fails.find(f => f.name.startsWith('forced mask'))
+  t.ok(fm, 'a failing forced mask point')
+  t.same(fm?.diag?.missing, ['RRSBA_DIS_S', 'BHI_DIS_S'], 'YAML diagnostic names the missing bits')
+  t.same(fm?.diag?.observed, [])
+  const ok = checkTap(run('reference').result)
+  const p2 = new Parser({ strict: true })
+  const d2 = new Promise<any>(res => p2.on('complete', res))
+  p2.end(ok)
+  t.equal((await d2).ok, true)
+})
+
+t.test('TAP 13 flattens vCPU subtests', async t => {
+  const tap = checkTap(run('reference').result, 13)
+  t.match(tap, /^TAP version 13\n/)
+  t.notMatch(tap, /Subtest/)
+  t.match(tap, /ok \d+ - vCPU 1 > forced mask/)
+})

@@ -1,0 +1,69 @@
+// `virtmiti host check --guest-report F --vmm-state F [--host-caps F] [--tap|--json]`:
+// pair a guest report with a VMM's observed per-vCPU state and verify CONTRACT.md sections 3
+// and 5 on every vCPU. Both files are untrusted input (issue 3).
+import { EXIT, UsageError, parse, stdio, type Io } from '../../bin/lib/cli.js'
+import { REPORT_MAX_BYTES } from '../../contract/report-json.js'
+import { VMM_STATE_MAX_BYTES } from '../../contract/vmm-state-json.js'
+import { checkFromText } from '../check/from-text.js'
+import { checkTap, checkText } from '../check/render.js'
+import { parseHostCaps } from '../check/parse.js'
+import { readLimited } from './read-input.js'
+import { makeColor } from '../../bin/lib/color.js'
+
+export const CHECK_HELP = `Usage: virtmiti host check --guest-report FILE --vmm-state FILE [options]
+
+Pairs a guest report (\`virtmiti guest report\`, schema virtmiti/guest-report/v1) with the VMM's
+observed state (schema virtmiti/vmm-state/v1, see \`virtmiti host schema\` / README) by VM UUID
+and vCPU index, and checks every vCPU: the VMM's MITI_CTRL equals what the guest wrote and
+read back, the forced SPEC_CTRL mask and value are exactly what CONTRACT.md section 5 derives
+from it (host caps, userspace force), the effective SPEC_CTRL keeps the forced bits, and the
+guest's reads of SPEC_CTRL never show forced bits.
+
+Options:
+  --guest-report FILE   the guest's report ("-" for standard input)
+  --vmm-state FILE      the VMM's state
+  --host-caps FILE      the host's capabilities (\`virtmiti host caps --json\`); default: trust the
+                        caps recorded in the VMM state (said so in the output)
+  --tap                 TAP 14: one subtest per vCPU, YAML diagnostics with expected/observed bits
+  --tap-version 13|14   TAP version for --tap (13 flattens subtests)
+  --json                JSON (schema virtmiti/check-result/v1)
+  --no-color            no colour in the text output (also NO_COLOR=1)
+  -h, --help            this help
+
+Exit: 0 every vCPU as the contract says; 1 a violation (each named by bit); 2 usage or input
+error (the file, field path and expectation are printed); 3 the host caps file has unknowns.
+`
+
+export async function main(argv: string[], deps: { io?: Io } = {}): Promise<number> {
+  const io = deps.io ?? stdio
+  const { values: o } = parse('host check', argv, {
+    'guest-report': { type: 'string' }, 'vmm-state': { type: 'string' }, 'host-caps': { type: 'string' },
+    tap: { type: 'boolean' }, 'tap-version': { type: 'string' }, json: { type: 'boolean' }, 'no-color': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  })
+  if (o.help) { io.out(CHECK_HELP); return EXIT.OK }
+  if (!o['guest-report'] || !o['vmm-state']) throw new UsageError('host check: --guest-report FILE and --vmm-state FILE are required')
+  if (o.tap && o.json) throw new UsageError('host check: --tap and --json are exclusive')
+  if (o['tap-version'] !== undefined && o['tap-version'] !== '13' && o['tap-version'] !== '14') throw new UsageError(`host check: --tap-version ${o['tap-version']}: expected 13 or 14`)
+  if (o['guest-report'] === '-' && o['vmm-state'] === '-') throw new UsageError('host check: only one input can be standard input')
+
+  const report = readLimited(o['guest-report'], REPORT_MAX_BYTES, 'guest report')
+  const state = readLimited(o['vmm-state'], VMM_STATE_MAX_BYTES, 'VMM state')
+  const caps = o['host-caps'] !== undefined ? readLimited(o['host-caps'], 64 * 1024, 'host caps') : undefined
+  if (caps !== undefined) {
+    const h = parseHostCaps(caps)
+    if (h.ok && h.value.unknown?.length) {
+      io.err(`virtmiti: host caps ${o['host-caps']}: could not tell: ${h.value.unknown.map(u => `${u.cap} (${u.why})`).join('; ')}\n`)
+      return EXIT.CANNOT_TELL
+    }
+  }
+  const r = checkFromText({ report, state, ...(caps !== undefined ? { hostCaps: caps } : {}) })
+  if (!r.ok) {
+    if (o.json) io.out(JSON.stringify({ schema: 'virtmiti/check-result/v1', ok: false, inputErrors: r.errors }, null, 2) + '\n')
+    io.err(r.errors.map(e => `virtmiti: ${e}\n`).join(''))
+    return EXIT.USAGE
+  }
+  if (o.json) io.out(JSON.stringify(r.result, null, 2) + '\n')
+  else if (o.tap) io.out(checkTap(r.result, o['tap-version'] === '13' ? 13 : 14))
+  else io.out(checkText(r.result, makeColor({ noColor: o['no-color'] === true })))
+  return r.result.ok ? EXIT.OK : EXIT.VIOLATION
+}

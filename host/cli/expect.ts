@@ -1,0 +1,110 @@
+// `virtmiti host expect`: the forced SPEC_CTRL mask/value each vCPU must have, given what its
+// guest reported (MITI_CTRL), the host caps and the VMM profile, with the rule behind every bit.
+import { EXIT, InputError, UsageError, parse, stdio, type Io } from '../../bin/lib/cli.js'
+import { parseU64, hex } from '../../contract/bits.js'
+import { HOST_CAP_NAMES, type HostCaps } from '../../contract/host-caps.js'
+import { REPORT_MAX_BYTES } from '../../contract/report-json.js'
+import { validateUserspaceForce } from '../../contract/vmm-response.js'
+import { expectFor, expectForCtrl, type Expectation } from '../check/expect.js'
+import { parseGuestReport, parseHostCaps } from '../check/parse.js'
+import { PROFILES, profileByName } from '../vmm/profiles.js'
+import type { VmmProfile } from '../vmm/profile.js'
+import { readLimited } from './read-input.js'
+
+export const EXPECT_SCHEMA_ID = 'virtmiti/expect/v1'
+
+export const EXPECT_HELP = `Usage: virtmiti host expect (--guest-report FILE | --miti-ctrl LIST) (--host-caps FILE | --caps LIST) [options]
+
+Prints, per vCPU, the SPEC_CTRL bits the VMM must force (mask) and their values, with the
+CONTRACT.md section 5 rule behind every bit.
+
+Options:
+  --guest-report FILE     a guest report: its per-CPU MITI_CTRL is used
+  --miti-ctrl LIST        MITI_CTRL per vCPU instead, e.g. 0x1,0x3,0x0 (vCPU 0, 1, 2)
+  --host-caps FILE        host caps (\`virtmiti host caps --json\`)
+  --caps LIST             host caps that are present, e.g. bhiCtrl,rrsbaCtrl,rrsba,stibp,ssbd
+                          (names: ${HOST_CAP_NAMES.join(', ')}; "none" for none)
+  --profile NAME          VMM profile (default reference): ${[...PROFILES.keys()].join(', ')}
+  --userspace-mask X      userspace force mask (overrides the profile's), e.g. 0x400
+  --userspace-value X     userspace force value (must be a subset of the mask and of the host's
+                          supported bits)
+  --json                  JSON (schema ${EXPECT_SCHEMA_ID})
+  -h, --help              this help
+
+Exit: 0 printed; 2 usage or input error (including an invalid userspace force).
+`
+
+function capsFromList(s: string): HostCaps {
+  const caps: HostCaps = { bhiCtrl: false, bhiNo: false, rrsbaCtrl: false, rrsba: false, stibp: false, ssbd: false }
+  if (s === 'none') return caps
+  for (const n of s.split(',').map(x => x.trim()).filter(Boolean)) {
+    if (!(HOST_CAP_NAMES as readonly string[]).includes(n)) throw new UsageError(`host expect: --caps: unknown capability "${n}" (expected ${HOST_CAP_NAMES.join(', ')} or none)`)
+    caps[n as keyof HostCaps] = true
+  }
+  return caps
+}
+
+function u64(flag: string, s: string): bigint {
+  const v = parseU64(s)
+  if (v === undefined) throw new UsageError(`host expect: ${flag} ${s}: expected a 64-bit value ("0x..." hex or decimal)`)
+  return v
+}
+
+export async function main(argv: string[], deps: { io?: Io } = {}): Promise<number> {
+  const io = deps.io ?? stdio
+  const { values: o } = parse('host expect', argv, {
+    'guest-report': { type: 'string' }, 'miti-ctrl': { type: 'string' }, 'host-caps': { type: 'string' }, caps: { type: 'string' },
+    profile: { type: 'string' }, 'userspace-mask': { type: 'string' }, 'userspace-value': { type: 'string' },
+    json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  })
+  if (o.help) { io.out(EXPECT_HELP); return EXIT.OK }
+  if ((o['guest-report'] === undefined) === (o['miti-ctrl'] === undefined)) throw new UsageError('host expect: give exactly one of --guest-report FILE or --miti-ctrl LIST')
+  if ((o['host-caps'] === undefined) === (o.caps === undefined)) throw new UsageError('host expect: give exactly one of --host-caps FILE or --caps LIST')
+  const base = profileByName(o.profile ?? 'reference')
+  if (!base) throw new UsageError(`host expect: --profile ${o.profile}: unknown (expected one of ${[...PROFILES.keys()].join(', ')})`)
+
+  let caps: HostCaps
+  if (o.caps !== undefined) caps = capsFromList(o.caps)
+  else {
+    const h = parseHostCaps(readLimited(o['host-caps']!, 64 * 1024, 'host caps'))
+    if (!h.ok) throw new InputError(h.errors.join('\n'))
+    if (h.value.unknown?.length) { io.err(`virtmiti: host caps: could not tell: ${h.value.unknown.map(u => u.cap).join(', ')}\n`); return EXIT.CANNOT_TELL }
+    caps = h.value.caps
+  }
+  const profile: VmmProfile = {
+    ...base,
+    userspaceForce: {
+      mask: o['userspace-mask'] !== undefined ? u64('--userspace-mask', o['userspace-mask']) : base.userspaceForce.mask,
+      value: o['userspace-value'] !== undefined ? u64('--userspace-value', o['userspace-value']) : base.userspaceForce.value,
+    },
+  }
+  let ex: Expectation
+  if (o['miti-ctrl'] !== undefined) {
+    const v = validateUserspaceForce(profile.userspaceForce, caps)
+    if (!v.ok) throw new InputError(`host expect: ${v.error}`)
+    const ctrls = o['miti-ctrl'].split(',').map(s => u64('--miti-ctrl', s.trim()))
+    if (ctrls.length > 8192) throw new UsageError('host expect: --miti-ctrl: at most 8192 vCPUs')
+    ex = {
+      userspaceForce: { mask: hex(profile.userspaceForce.mask), value: hex(profile.userspaceForce.value) }, hostCaps: caps,
+      vcpus: ctrls.map((c, i) => expectForCtrl(i, profile.advertise ? c : undefined, profile.advertise ? '--miti-ctrl' : `profile ${profile.name} does not advertise the virtual MSRs`, caps, profile.userspaceForce)),
+    }
+  } else {
+    const r = parseGuestReport(readLimited(o['guest-report']!, REPORT_MAX_BYTES, 'guest report'))
+    if (!r.ok) throw new InputError(r.errors.join('\n'))
+    const e = expectFor(r.value, caps, profile)
+    if (!e.ok) throw new InputError(`host expect: ${e.error}`)
+    ex = e.expectation
+  }
+  if (o.json) {
+    io.out(JSON.stringify({ schema: EXPECT_SCHEMA_ID, profile: profile.name, ...ex }, null, 2) + '\n')
+    return EXIT.OK
+  }
+  const lines = [`Userspace force: mask ${ex.userspaceForce.mask} value ${ex.userspaceForce.value} (profile ${profile.name})`]
+  for (const v of ex.vcpus) {
+    const ctrl = v.mitiCtrl !== undefined ? `MITI_CTRL ${v.mitiCtrl}${v.mitiCtrlBits!.length ? ` (${v.mitiCtrlBits!.join(', ')})` : ''}` : `MITI_CTRL unknown (${v.basis})`
+    lines.push(`vCPU ${v.cpu}: ${ctrl} -> forced mask ${v.forcedMask} (${v.forcedMaskBits.join(', ') || 'none'}), value ${v.forcedValue} (${v.forcedValueBits.join(', ') || 'none'})`)
+    for (const r of v.rules) lines.push(`    ${r.forced ? '+' : '-'} ${r.bit}: ${r.rule} [${r.source}]`)
+  }
+  io.out(lines.join('\n') + '\n')
+  return EXIT.OK
+}

@@ -1,0 +1,28 @@
+// The reference emulation's state as the published VMM state JSON (contract/vmm-state-json.ts).
+import { hex } from '../../contract/bits.js'
+import { VMM_STATE_SCHEMA_ID, type VmmState } from '../../contract/vmm-state-json.js'
+import type { VmmEmulation } from './emulation.js'
+
+export function vmmStateJson(vmm: VmmEmulation, vmUuid: string, name = 'virtmiti-reference'): VmmState {
+  const p = vmm.config.profile
+  return {
+    schema: VMM_STATE_SCHEMA_ID,
+    vmUuid,
+    vmm: { name, profile: p.name },
+    hostCaps: { ...vmm.config.hostCaps },
+    // Advertising needs ARCH_CAPABILITIES to carry bit 63 (CONTRACT.md section 3 step 1).
+    advertised: p.advertise && vmm.guestArchCapabilities !== null,
+    mitiEnum: hex(vmm.mitiEnum()),
+    userspaceForce: { mask: hex(p.userspaceForce.mask), value: hex(p.userspaceForce.value) },
+    specCtrl: p.specCtrl,
+    vcpus: vmm.states().map(s => ({
+      index: s.index,
+      mitiCtrl: hex(s.mitiCtrl),
+      forcedMask: hex(s.forcedMask),
+      forcedValue: hex(s.forcedValue),
+      specCtrlShadow: hex(s.specCtrlShadow),
+      specCtrlEffective: hex(s.specCtrlEffective),
+      ...(s.specCtrlGuestRead !== undefined ? { specCtrlGuestRead: hex(s.specCtrlGuestRead) } : {}),
+    })),
+  }
+}
