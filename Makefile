@@ -19,7 +19,11 @@ dist/virtmiti.mjs: $(shell find bin contract guest host -name '*.ts' ! -name '*.
 	$(ESBUILD) bin/virtmiti.ts $(BUNDLE_FLAGS) --external:koffi --outfile=$@
 	chmod +x $@
 
-bundle: dist/virtmiti.mjs
+# The self-contained guest agent: one file, plain node >= 18, no node_modules (see guest/bundle/build.mjs).
+dist/virtmiti-guest.mjs: $(shell find bin contract guest -name '*.ts' ! -name '*.test.ts') guest/bundle/build.mjs package.json
+	$(NODE) guest/bundle/build.mjs --quiet
+
+bundle: dist/virtmiti.mjs dist/virtmiti-guest.mjs
 
 test: bundle
 	npx tap

@@ -7,6 +7,7 @@ export const TABLE: Table = {
   host: {
     caps: { help: "the host's own BHI/RRSBA/STIBP/SSBD capabilities, read through /dev/cpu", load: async () => (await import('../host/cli/caps.js')).main },
     expect: { help: 'forced SPEC_CTRL mask/value each vCPU must have, with the rule per bit', load: async () => (await import('../host/cli/expect.js')).main },
+    vmm: { help: 'vmm run: the reference VMM on /dev/kvm runs guest report + selftest, then host check (TAP 14)', load: async () => (await import('../host/cli/vmm-run.js')).main },
     check: { help: "verify a VMM's observed per-vCPU state against a guest report", load: async () => (await import('../host/cli/check.js')).main },
   },
   scenarios: {},

@@ -1,0 +1,51 @@
+// Command dispatch shared by the full CLI (bin/virtmiti.ts) and the guest-only bundle
+// (bin/virtmiti-guest.ts). Subcommands load lazily so each run pays only for what it uses.
+import { EXIT, InputError, UsageError } from './lib/cli.js'
+import { VERSION } from './lib/version.js'
+
+export type Main = (argv: string[]) => Promise<number>
+export interface Command { help: string; load: () => Promise<Main> }
+export type Table = Record<string, Record<string, Command>>
+
+export function usage(table: Table, prog: string, grouped: boolean): string {
+  const lines = [`Usage: ${prog} ${grouped ? '<group> ' : ''}<command> [options]   (add --help after a command for its options)`, '']
+  for (const [g, cmds] of Object.entries(table)) {
+    for (const [n, c] of Object.entries(cmds)) lines.push(`  ${prog} ${(grouped ? `${g} ${n}` : n).padEnd(22)} ${c.help}`)
+  }
+  lines.push('', 'Exit codes: 0 ok; 1 contract violation found; 2 usage or input error; 3 could not tell; 4 skipped.')
+  return lines.join('\n') + '\n'
+}
+
+async function invoke(c: Command, argv: string[], label: string): Promise<number> {
+  try {
+    return await (await c.load())(argv)
+  } catch (e) {
+    if (e instanceof UsageError) { process.stderr.write(`virtmiti: ${e.message}\n(see ${label} --help)\n`); return EXIT.USAGE }
+    if (e instanceof InputError) { process.stderr.write(`virtmiti: ${e.message}\n`); return EXIT.USAGE }
+    throw e
+  }
+}
+
+/** `prog <group> <command> ...` */
+export async function runGrouped(table: Table, prog: string, argv: string[]): Promise<number> {
+  const [group, name, ...rest] = argv
+  if (group === '--version' || group === '-V') { process.stdout.write(`virtmiti ${VERSION}\n`); return EXIT.OK }
+  if (group === undefined || group === '--help' || group === '-h' || group === 'help') { process.stdout.write(usage(table, prog, true)); return group ? EXIT.OK : EXIT.USAGE }
+  const g = table[group]
+  if (!g) { process.stderr.write(`${prog}: unknown command group "${group}" (expected ${Object.keys(table).join(', ')})\n\n` + usage(table, prog, true)); return EXIT.USAGE }
+  if (name === undefined || name === '--help' || name === '-h') { process.stdout.write(usage({ [group]: g }, prog, true)); return name ? EXIT.OK : EXIT.USAGE }
+  const c = g[name]
+  if (!c) { process.stderr.write(`${prog}: unknown command "${group} ${name}" (expected one of: ${Object.keys(g).join(', ')})\n`); return EXIT.USAGE }
+  return invoke(c, rest, `${prog} ${group} ${name}`)
+}
+
+/** `prog <command> ...` over one group (the guest bundle); a leading group word is accepted too. */
+export async function runFlat(group: Record<string, Command>, groupName: string, prog: string, argv: string[]): Promise<number> {
+  const args = argv[0] === groupName ? argv.slice(1) : argv
+  const [name, ...rest] = args
+  if (name === '--version' || name === '-V') { process.stdout.write(`virtmiti ${VERSION}\n`); return EXIT.OK }
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') { process.stdout.write(usage({ [groupName]: group }, prog, false)); return name ? EXIT.OK : EXIT.USAGE }
+  const c = group[name]
+  if (!c) { process.stderr.write(`${prog}: unknown command "${name}" (expected one of: ${Object.keys(group).join(', ')})\n`); return EXIT.USAGE }
+  return invoke(c, rest, `${prog} ${name}`)
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+// Build the self-contained guest agent: dist/virtmiti-guest.mjs (issue 4, `make bundle`).
+// One ESM file for plain `node` (target node18: Debian 12's own nodejs), no node_modules at run
+// time: zod, yaml and chalk are bundled in; koffi (host-only /dev/kvm ioctls, a native addon) must
+// never be reached from the guest entry, and the build fails if it is.
+//
+//   node guest/bundle/build.mjs [--entry FILE] [--outfile FILE] [--quiet]
+//
+// Drop into a guest image: copy the output to /usr/lib/virtmiti/virtmiti-guest.mjs (needs node
+// >= 18 in the image, e.g. Debian 12's `nodejs` package), then run
+// `node /usr/lib/virtmiti/virtmiti-guest.mjs install-service --prefix <image root>` to add the
+// systemd units and udev rule, or call `... report --out /dev/ttyS1` from an initramfs /init.
+import { build } from 'esbuild'
+import { builtinModules } from 'node:module'
+import { statSync, chmodSync, readFileSync } from 'node:fs'
+import { dirname, join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const FORBIDDEN = ['koffi']
+
+export async function buildGuestBundle({ entry = join(ROOT, 'bin/virtmiti-guest.ts'), outfile = join(ROOT, 'dist/virtmiti-guest.mjs') } = {}) {
+  const forbidden = []
+  const guard = {
+    name: 'virtmiti-no-host-deps',
+    setup(b) {
+      // Record every import of a forbidden package, with its importer, and fail the build.
+      b.onResolve({ filter: new RegExp(`^(${FORBIDDEN.join('|')})(/|$)`) }, args => {
+        forbidden.push(`${args.path} imported by ${relative(ROOT, args.importer)}`)
+        return { path: args.path, external: true }
+      })
+    },
+  }
+  const result = await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node18',
+    // Bundled CommonJS code that calls require() on Node built-ins needs a real require in ESM.
+    // esbuild keeps an entry's own hashbang line first; otherwise the banner provides it.
+    banner: { js: (readFileSync(entry, 'utf8').startsWith('#!') ? '' : '#!/usr/bin/env node\n') + "import { createRequire as __virtmitiCreateRequire } from 'node:module';\nconst require = __virtmitiCreateRequire(import.meta.url);" },
+    metafile: true,
+    logLevel: 'warning',
+    legalComments: 'eof',
+    sourcemap: false,
+    plugins: [guard],
+  })
+  if (forbidden.length > 0) throw new Error(`the guest bundle must not contain ${FORBIDDEN.join(', ')}: ${forbidden.join('; ')}`)
+  // The output may import Node built-ins only: anything else would need node_modules at run time.
+  const builtins = new Set([...builtinModules, ...builtinModules.map(m => `node:${m}`)])
+  const out = Object.values(result.metafile.outputs)[0]
+  const externals = out.imports.filter(i => i.external && !builtins.has(i.path)).map(i => i.path)
+  if (externals.length > 0) throw new Error(`the guest bundle would need node_modules at run time for: ${externals.join(', ')}`)
+  chmodSync(outfile, 0o755)
+  const inputs = Object.keys(result.metafile.inputs)
+  return {
+    outfile,
+    bytes: statSync(outfile).size,
+    inputs: inputs.length,
+    packages: [...new Set(inputs.filter(i => i.includes('node_modules/')).map(i => i.replace(/^.*node_modules\/((?:@[^/]+\/)?[^/]+).*$/, '$1')))].sort(),
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const { values } = parseArgs({ options: { entry: { type: 'string' }, outfile: { type: 'string' }, quiet: { type: 'boolean' } }, strict: true })
+  try {
+    const r = await buildGuestBundle({ ...(values.entry ? { entry: values.entry } : {}), ...(values.outfile ? { outfile: values.outfile } : {}) })
+    if (!values.quiet) process.stdout.write(`${relative(process.cwd(), r.outfile)}: ${r.bytes} bytes from ${r.inputs} inputs; bundled packages: ${r.packages.join(', ') || 'none'}\n`)
+  } catch (e) {
+    process.stderr.write(`guest bundle: ${e.message}\n`)
+    process.exitCode = 1
+  }
+}

@@ -1,0 +1,146 @@
+// `virtmiti guest report` (issue 4): probe, decide, write MITI_CTRL on every CPU through the
+// write gate, and report. Exit codes per DESIGN.md: 0 all good (also: nothing enumerated);
+// 1 a violation or partial failure; 2 usage; 3 could not tell.
+import type { ChalkInstance } from 'chalk'
+import type { Platform } from '../platform.js'
+import type { Facts } from '../../contract/facts.js'
+import type { Decision } from '../../contract/decision-types.js'
+import type { ReportCpu } from '../../contract/report-json.js'
+import { runReport, type ReportRun } from '../apply/report.js'
+import { writeOut, type OutFs } from '../apply/out-file.js'
+import { VERSION } from '../../bin/lib/version.js'
+import { DevcpuPlatform } from '../devcpu.js'
+import { probe } from '../probe.js'
+import { decide } from '../../contract/decide.js'
+import { EXIT, UsageError, parse } from '../../bin/lib/cli.js'
+import { makeColor } from '../../bin/lib/color.js'
+
+export interface ReportDeps {
+  platform: Platform
+  probe: (platform: Platform) => Facts
+  decide: (facts: Facts) => Decision
+  now: () => Date
+  out: (s: string) => void
+  err: (s: string) => void
+  /** node:fs subset for --out (tests inject failures). */
+  fs?: OutFs
+  pid?: number
+  /** Colour for human output; default from the terminal, NO_COLOR, FORCE_COLOR, --no-color. */
+  color?: ChalkInstance
+}
+
+export const REPORT_USAGE = `usage: virtmiti guest report [--dry-run] [--json] [--out FILE] [--cpu N|all] [--dev-root DIR] [--no-color]
+
+Reads CPUID and ARCH_CAPABILITIES on every online CPU, works out which BHI / retpoline
+mitigation the kernel uses, and writes MSR_VIRTUAL_MITIGATION_CTRL (0x50000002) on every CPU
+that enumerates it (only enumerated bits change), reading each write back.
+
+  --dry-run     print what would be written; write nothing
+  --json        print the report as JSON (schema virtmiti/guest-report/v1) instead of text
+  --out FILE    also write the JSON report to FILE (atomically: FILE.tmp-<pid> then rename);
+                a character device or FIFO (/dev/ttyS1, /dev/vport0p1) is written directly
+  --cpu N|all   act on one online CPU only (default: all)
+  --dev-root DIR  use DIR/dev/cpu/N/{cpuid,msr}, DIR/sys, DIR/proc instead of / (tests, benches)
+  --no-color    plain text output
+
+exit: 0 done (or nothing to report: the virtual MSRs are not enumerated); 1 a CPU failed
+(fault, read-back differs, went offline) or the VMM broke the contract; 2 usage error;
+3 could not tell (msr driver missing, not permitted, ...).
+`
+
+const OPTIONS = {
+  'dry-run': { type: 'boolean' },
+  json: { type: 'boolean' },
+  out: { type: 'string' },
+  cpu: { type: 'string' },
+  'dev-root': { type: 'string' },
+  'no-color': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+function parseCpu(s: string | undefined, online: number[]): number[] | undefined {
+  if (s === undefined || s === 'all') return undefined
+  if (!/^\d{1,5}$/.test(s)) throw new UsageError(`guest report: --cpu wants a CPU number or "all", got "${s}"`)
+  const n = Number(s)
+  if (!online.includes(n)) throw new UsageError(`guest report: cpu ${n} is not online (online: ${online.join(',') || 'none'})`)
+  return [n]
+}
+
+function cpuLine(c: ReportCpu, color: ChalkInstance): string {
+  const o = c.outcome
+  const paint = o === 'written' || o === 'unchanged' ? color.green : o === 'dry-run' || o === 'not-enumerated' ? color.yellow : color.red
+  const values = c.before !== undefined ? `${c.before} -> ${c.wanted}` : ''
+  const extra = c.readBack !== undefined && o !== 'unchanged' ? ` (read back ${c.readBack})` : ''
+  const f = c.fault ? ` ${c.fault.step}: ${c.fault.errno}: ${c.fault.message}` : ''
+  return `  cpu ${String(c.cpu).padStart(3)}: ${values.padEnd(14)} ${paint(o)}${extra}${f}`
+}
+
+export function renderHuman(run: ReportRun, color: ChalkInstance): string {
+  const r = run.report
+  const out = [`virtmiti guest report${r.dryRun ? ' (dry run)' : ''}: ${r.platform}, ${r.cpus.length} CPU(s), kernel ${r.kernelRelease ?? 'unknown'}`]
+  out.push(`kernel: spectre_v2 ${r.decision.kernelSpectreV2}, BHI ${r.decision.kernelBhi}; report BHB_CLEAR_SEQ_S_USED=${r.decision.bhbClearSeqSUsed}, RETPOLINE_S_USED=${r.decision.retpolineSUsed}`)
+  out.push('MITI_CTRL per CPU (before -> wanted, outcome):')
+  for (const c of r.cpus) out.push(cpuLine(c, color))
+  if (r.decision.reasons.length > 0) {
+    out.push('reasons:')
+    for (const x of r.decision.reasons) out.push(`  - ${x.text} [${x.rule}; ${x.source}]`)
+  }
+  // Run-level notes: who holds which value, and each cause once with the CPUs it hit.
+  if (run.notes.length > 0) { out.push('summary:'); for (const n of run.notes) out.push(`  ${n}`) }
+  const verdict = run.exitCode === 0 ? color.green(r.enumerated ? 'ok' : 'ok: nothing to report')
+    : run.exitCode === 1 ? color.red('FAILED: not every CPU holds the wanted value, or the VMM broke the contract (see the summary)')
+      : color.yellow('could not tell (see the summary)')
+  out.push(`result: ${verdict} (exit ${run.exitCode})`)
+  return out.join('\n') + '\n'
+}
+
+/** The real guest: /dev/cpu through the msr and cpuid drivers (under --dev-root DIR if given), the lead's probe and decision. */
+export function defaultReportDeps(devRoot?: string): ReportDeps {
+  return {
+    platform: new DevcpuPlatform(devRoot !== undefined ? { root: devRoot } : {}), probe: p => probe(p), decide, now: () => new Date(),
+    out: s => { process.stdout.write(s) }, err: s => { process.stderr.write(s) },
+  }
+}
+
+export async function main(argv: string[], given: Partial<ReportDeps> = {}): Promise<number> {
+  const err = given.err ?? ((s: string) => { process.stderr.write(s) })
+  let args
+  try {
+    args = parse('guest report', argv, OPTIONS)
+  } catch (e) {
+    err(`${(e as Error).message}\n${REPORT_USAGE}`)
+    return EXIT.USAGE
+  }
+  const v = args.values
+  const deps: ReportDeps = { ...defaultReportDeps(v['dev-root']), ...given }
+  if (v.help) { deps.out(REPORT_USAGE); return EXIT.OK }
+  if (v.out === '') { deps.err(`guest report: --out wants a file name\n`); return EXIT.USAGE }
+  let run: ReportRun
+  try {
+    const cpus = parseCpu(v.cpu, deps.platform.cpus())
+    const facts = deps.probe(deps.platform)
+    const decision = deps.decide(facts)
+    run = runReport(deps.platform, facts, decision, { dryRun: v['dry-run'] ?? false, ...(cpus ? { cpus } : {}), now: deps.now(), agentVersion: VERSION })
+  } catch (e) {
+    if (e instanceof UsageError) { deps.err(`${e.message}\n`); return EXIT.USAGE }
+    deps.err(`guest report: could not run: ${(e as Error).message}\n`)
+    return EXIT.CANNOT_TELL
+  }
+  // Not validated against the zod schema here: loading zod would more than double the start-up
+  // time (the report's own type is z.infer of the schema, and every test parses the output).
+  let exit: number = run.exitCode
+  if (v.out !== undefined) {
+    try {
+      const pretty = JSON.stringify(run.report, null, 2) + '\n'
+      // A serial line or virtio port gets one line per report: the host reads line-framed JSON.
+      writeOut(v.out, pretty, { ...(deps.fs ? { fs: deps.fs } : {}), ...(deps.pid !== undefined ? { pid: deps.pid } : {}), deviceText: JSON.stringify(run.report) + '\n' })
+    } catch (e) {
+      deps.err(`guest report: ${(e as Error).message}\n`)
+      // The MSRs were handled, but the host cannot be told: could not tell (unless already failing).
+      if (exit === EXIT.OK) exit = EXIT.CANNOT_TELL
+    }
+  }
+  if (v.json) deps.out(JSON.stringify(run.report, null, 2) + '\n')
+  else deps.out(renderHuman(run, deps.color ?? makeColor({ noColor: v['no-color'] ?? false })))
+  return exit
+}
