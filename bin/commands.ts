@@ -10,7 +10,9 @@ export const TABLE: Table = {
     vmm: { help: 'vmm run: the reference VMM on /dev/kvm runs guest report + selftest, then host check (TAP 14)', load: async () => (await import('../host/cli/vmm-run.js')).main },
     check: { help: "verify a VMM's observed per-vCPU state against a guest report", load: async () => (await import('../host/cli/check.js')).main },
   },
-  scenarios: {},
+  scenarios: {
+    run: { help: 'run scenario files end to end on the sim/kvm/qemu tiers (TAP 14); --exhaustive for the bit matrix', load: async () => (await import('../host/cli/scenarios-run.js')).main },
+  },
 }
 
 export const run = (argv: string[]): Promise<number> => runGrouped(TABLE, 'virtmiti', argv)

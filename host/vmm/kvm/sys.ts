@@ -1,7 +1,7 @@
 // libc through koffi (ioctl, mmap, munmap, close) and the /dev/kvm system ioctls.
 // One thin typed function per ioctl; no policy here. Errors carry errno and the ioctl name.
 import fs from 'node:fs'
-import koffi from 'koffi'
+import { koffi } from './ffi.js'
 import {
   IOCTL_NAMES, KVM_CHECK_EXTENSION, KVM_CREATE_VM, KVM_CPUID_ENTRY2_OFF, KVM_GET_API_VERSION,
   KVM_GET_SUPPORTED_CPUID, KVM_GET_VCPU_MMAP_SIZE, SIZEOF_KVM_CPUID2, SIZEOF_KVM_CPUID_ENTRY2,
@@ -10,9 +10,10 @@ import {
 /** The KVM device; VIRTMITI_KVM_DEVICE overrides it (to test the skip path where /dev/kvm exists). */
 export const KVM_DEVICE = process.env.VIRTMITI_KVM_DEVICE || '/dev/kvm'
 
-const errnoNames: Record<number, string> = Object.fromEntries(Object.entries(koffi.os.errno).map(([k, v]) => [v, k]))
+let errnoNames: Record<number, string> | undefined
 /** Linux errno name for a number ("EINVAL"), or "E<n>". */
-export const errnoName = (n: number): string => errnoNames[n] ?? `E${n}`
+export const errnoName = (n: number): string =>
+  (errnoNames ??= Object.fromEntries(Object.entries(koffi().os.errno).map(([k, v]) => [v, k])))[n] ?? `E${n}`
 
 /** A failed KVM ioctl or libc call: `op` is the ioctl (or libc function) name. */
 export class KvmError extends Error {
@@ -30,7 +31,7 @@ let libc: {
 }
 function lib(): typeof libc {
   if (!libc) {
-    const l = koffi.load('libc.so.6')
+    const l = koffi().load('libc.so.6')
     libc = {
       // ioctl is variadic in libc (int ioctl(int, unsigned long, ...)); call it as such (x86-64 SysV).
       ioctl: l.func('int ioctl(int fd, unsigned long request, ...)'),
@@ -46,40 +47,40 @@ const name = (req: number) => IOCTL_NAMES[req] ?? `ioctl 0x${req.toString(16)}`
 /** ioctl(fd, req, (unsigned long) arg); throws KvmError on -1. Returns the ioctl's result. */
 export function ioctlVal(fd: number, req: number, arg = 0): number {
   const r = lib().ioctl(fd, req, 'unsigned long', arg)
-  if (r < 0) throw new KvmError(name(req), koffi.errno())
+  if (r < 0) throw new KvmError(name(req), koffi().errno())
   return r
 }
 
 /** ioctl(fd, req, (void *) buf); the kernel reads/writes buf in place. Throws KvmError on -1. */
 export function ioctlPtr(fd: number, req: number, buf: Uint8Array): number {
   const r = lib().ioctl(fd, req, 'void *', buf)
-  if (r < 0) throw new KvmError(name(req), koffi.errno())
+  if (r < 0) throw new KvmError(name(req), koffi().errno())
   return r
 }
 
 /** ioctl returning -errno instead of throwing (for the KVM_RUN loop, where EINTR/EAGAIN are retried). */
 export function ioctlRaw(fd: number, req: number, arg = 0): number {
   const r = lib().ioctl(fd, req, 'unsigned long', arg)
-  return r < 0 ? -koffi.errno() : r
+  return r < 0 ? -koffi().errno() : r
 }
 
 export const PROT_READ = 1, PROT_WRITE = 2
 export const MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20
 
-/** A mapping: its address (for KVM_SET_USER_MEMORY_REGION) and an ArrayBuffer over it (koffi.view, no copy). */
+/** A mapping: its address (for KVM_SET_USER_MEMORY_REGION) and an ArrayBuffer over it (koffi().view, no copy). */
 export interface Mapping { ptr: unknown; addr: bigint; length: number; buffer: ArrayBuffer }
 
 /** mmap(NULL, length, prot, flags, fd, 0). */
 export function mmap(length: number, prot: number, flags: number, fd = -1): Mapping {
   const ptr = lib().mmap(null, length, prot, flags, fd, 0)
-  const addr = ptr === null ? -1n : koffi.address(ptr)
+  const addr = ptr === null ? -1n : koffi().address(ptr)
   // MAP_FAILED is (void *)-1
-  if (ptr === null || addr === 0xffffffffffffffffn || addr === -1n) throw new KvmError('mmap', koffi.errno())
-  return { ptr, addr, length, buffer: koffi.view(ptr, length) }
+  if (ptr === null || addr === 0xffffffffffffffffn || addr === -1n) throw new KvmError('mmap', koffi().errno())
+  return { ptr, addr, length, buffer: koffi().view(ptr, length) }
 }
 
 export function munmap(m: Mapping): void {
-  if (lib().munmap(m.ptr, m.length) < 0) throw new KvmError('munmap', koffi.errno())
+  if (lib().munmap(m.ptr, m.length) < 0) throw new KvmError('munmap', koffi().errno())
 }
 
 export function closeFd(fd: number): void { fs.closeSync(fd) }

@@ -5,7 +5,7 @@ import {
   KVM_USERSPACE_MEMORY_REGION_OFF, KVM_X86_SET_MSR_FILTER, SIZEOF_KVM_ENABLE_CAP, SIZEOF_KVM_MSR_FILTER,
   SIZEOF_KVM_MSR_FILTER_RANGE, SIZEOF_KVM_USERSPACE_MEMORY_REGION,
 } from './uapi.js'
-import koffi from 'koffi'
+import { koffi } from './ffi.js'
 import { ioctlPtr, ioctlVal } from './sys.js'
 
 /** KVM_CREATE_VCPU: returns the vCPU fd. */
@@ -47,7 +47,7 @@ export const enableCap = (fd: number, cap: number, args: readonly bigint[] = [])
 export interface MsrFilterRange { flags: number; base: number; allow: readonly boolean[] }
 
 /**
- * Encode struct kvm_msr_filter. Each range's bitmap lives in C memory (koffi.alloc: a V8 heap
+ * Encode struct kvm_msr_filter. Each range's bitmap lives in C memory (koffi().alloc: a V8 heap
  * buffer may move, its address must not); call `free()` once the ioctl has returned.
  */
 export function encodeMsrFilter(flags: number, ranges: readonly MsrFilterRange[]): { buf: Uint8Array; free: () => void } {
@@ -56,20 +56,20 @@ export function encodeMsrFilter(flags: number, ranges: readonly MsrFilterRange[]
   const dv = new DataView(buf.buffer)
   dv.setUint32(KVM_MSR_FILTER_OFF.flags, flags, true)
   const mem: unknown[] = []
-  const free = () => { for (const p of mem.splice(0)) koffi.free(p) }
+  const free = () => { for (const p of mem.splice(0)) koffi().free(p) }
   ranges.forEach((r, i) => {
     const bytes = Math.max(8, Math.ceil(r.allow.length / 8))
     if (bytes > KVM_MSR_FILTER_MAX_BITMAP_SIZE) { free(); throw new RangeError(`kvm_msr_filter_range: bitmap of ${bytes} bytes too large`) }
-    const ptr = koffi.alloc('uint8_t', bytes)
+    const ptr = koffi().alloc('uint8_t', bytes)
     mem.push(ptr)
-    const bitmap = new Uint8Array(koffi.view(ptr, bytes))
+    const bitmap = new Uint8Array(koffi().view(ptr, bytes))
     bitmap.fill(0)
     r.allow.forEach((a, n) => { if (a) bitmap[n >> 3]! |= 1 << (n & 7) })
     const o = KVM_MSR_FILTER_OFF.ranges + i * SIZEOF_KVM_MSR_FILTER_RANGE
     dv.setUint32(o + KVM_MSR_FILTER_RANGE_OFF.flags, r.flags, true)
     dv.setUint32(o + KVM_MSR_FILTER_RANGE_OFF.nmsrs, r.allow.length, true)
     dv.setUint32(o + KVM_MSR_FILTER_RANGE_OFF.base, r.base >>> 0, true)
-    dv.setBigUint64(o + KVM_MSR_FILTER_RANGE_OFF.bitmap, koffi.address(ptr), true)
+    dv.setBigUint64(o + KVM_MSR_FILTER_RANGE_OFF.bitmap, koffi().address(ptr), true)
   })
   return { buf, free }
 }

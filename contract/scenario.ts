@@ -1,0 +1,181 @@
+// The scenario file format (scenarios/cases/*.yaml, issue 6): a zod schema, its types and its
+// JSON Schema. Pure: YAML is parsed at the edge (host/runner/scenario-file.ts), which maps error
+// paths to file:line:column. Expectations in scenario files are written by hand from
+// CONTRACT.md (each file cites the sections in `source`), never computed by the code under test.
+import { z } from 'zod'
+import { ARCH_CAPABILITIES, SPEC_CTRL, VIRTUAL_MITIGATION_CTRL, type RegisterDef } from './registers.js'
+
+export const TIERS = ['sim', 'kvm', 'qemu'] as const
+export type Tier = (typeof TIERS)[number]
+
+/**
+ * Where a faulty VMM must be caught, as "<stage>.<id>": guest.report (the agent's own exit code),
+ * check.<item id of host/check/check.ts>, selftest.<RULES key of guest/selftest/run.ts>,
+ * reset.<miti-ctrl|forced-mask|forced-value> (the runner's vCPU reset step, CONTRACT.md section 3).
+ */
+export const CAUGHT_RE = /^(guest|check|selftest|reset)\.[a-zA-Z][a-zA-Z0-9-]{0,63}$/
+
+function bitName(reg: RegisterDef) {
+  const names = reg.bits.map(b => b.name) as [string, ...string[]]
+  return z.enum(names, { message: `expected a ${reg.name} bit name (${names.join(', ')})` })
+}
+
+function bitList(reg: RegisterDef) {
+  return z.array(bitName(reg), { message: `expected a list of ${reg.name} bit names, [] for none` })
+    .max(64)
+    .refine(a => new Set(a).size === a.length, { message: `expected each ${reg.name} bit at most once` })
+}
+
+/** YAML is parsed with intAsBigInt (DESIGN.md conventions): integers arrive as bigint. */
+const vcpuCount = z.union([z.bigint(), z.number()], { message: 'expected the vCPU count as an integer' })
+  .transform(v => Number(v))
+  .pipe(z.number().int('expected an integer vCPU count').min(1, 'expected at least 1 vCPU').max(64, 'expected at most 64 vCPUs (the payload VM of the kvm tier holds up to 240)'))
+
+const text = (what: string, max = 2000) => z.string({ message: `expected ${what} as a string` }).min(1, `expected a non-empty ${what}`).max(max)
+const catalogId = (what: string) => z.string({ message: `expected the ${what} as a catalog id (scenarios/cpus/<id>.yaml)` })
+  .regex(/^[a-z0-9][a-z0-9-]{0,63}$/, `expected the ${what} as a lower-case catalog id like "sapphire-rapids"`)
+
+/** true / false / unknown: "unknown" means the guest leaves the CTRL bit as it is (CONTRACT.md section 4, contract/miti-ctrl.ts). */
+const wishValue = z.union([z.boolean(), z.literal('unknown')], { message: 'expected true, false or "unknown"' })
+
+const forcedPair = z.strictObject({
+  mask: bitList(SPEC_CTRL),
+  value: bitList(SPEC_CTRL),
+})
+
+export const ScenarioDoc = z.strictObject({
+  /** Stable unique name: the TAP subtest name and the --filter target. */
+  name: z.string({ message: 'expected the scenario name as a string' }).regex(/^[a-z0-9][a-z0-9-]{0,95}$/, 'expected a lower-case name of letters, digits and "-" (it names the TAP subtest)').describe('Stable unique name: the TAP subtest name and the --filter target'),
+  description: text('description'),
+  /** The CONTRACT.md sections (and other sources) the expectations were written from. */
+  source: text('source').describe('The CONTRACT.md sections (and other sources) the expectations were written from'),
+  host: z.strictObject({
+    /** The real hardware the VMM runs on: its caps drive the VMM response (CONTRACT.md section 5). */
+    cpu: catalogId('host CPU').describe('The real hardware the VMM runs on (scenarios/cpus/<id>.yaml): its caps drive the VMM response (CONTRACT.md section 5)'),
+  }),
+  guest: z.strictObject({
+    /** The CPU model the VMM presents (may differ from the host: the migration pool, CONTRACT.md section 1). */
+    cpu: catalogId('presented guest CPU').describe('The CPU model the VMM presents; may differ from the host (migration pool)'),
+    /**
+     * ARCH_CAPABILITIES the VMM presents instead of the model's (bit names, without VIRTUAL_ENUM:
+     * the VMM profile adds bit 63); null: no ARCH_CAPABILITIES at all. Default: the model's value.
+     */
+    archCapabilities: bitList(ARCH_CAPABILITIES).refine(a => !a.includes('VIRTUAL_ENUM'), { message: 'expected no VIRTUAL_ENUM here: the VMM profile decides bit 63 (CONTRACT.md section 3)' }).nullable().optional(),
+    /** CPUID.1:ECX[31]; default true (a guest). */
+    hypervisor: z.boolean({ message: 'expected true or false' }).optional(),
+    vcpus: vcpuCount,
+  }),
+  vmm: z.strictObject({
+    /** A VMM profile name (host/vmm/profiles.ts). */
+    profile: z.string({ message: 'expected a VMM profile name' }).regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'expected a VMM profile name like "reference"'),
+  }),
+  kernel: z.strictObject({
+    /** /proc/cmdline of the guest kernel. */
+    cmdline: z.string({ message: 'expected the kernel command line as a string ("" for none)' }).max(4096),
+    /** /sys/devices/system/cpu/vulnerabilities/spectre_v2: the kernel's resulting state (CONTRACT.md section 6). */
+    spectreV2: text('spectre_v2 sysfs line', 1000).describe('/sys/devices/system/cpu/vulnerabilities/spectre_v2: the kernel\'s resulting state (CONTRACT.md section 6)'),
+  }),
+  expected: z.strictObject({
+    /** What the guest decides to report (CONTRACT.md section 4). */
+    decision: z.strictObject({ bhbClearSeqSUsed: wishValue, retpolineSUsed: wishValue }),
+    /** Whether the guest finds the virtual MSRs enumerated on every CPU (CONTRACT.md section 3). */
+    enumerated: z.boolean({ message: 'expected true or false' }),
+    /** MSR_VIRTUAL_MITIGATION_CTRL the VMM holds after the guest's report: one list for all vCPUs, or perVcpu. */
+    mitiCtrl: z.union([
+      bitList(VIRTUAL_MITIGATION_CTRL),
+      z.strictObject({ perVcpu: z.array(bitList(VIRTUAL_MITIGATION_CTRL)).min(1).max(64) }),
+    ], { message: `expected a list of ${VIRTUAL_MITIGATION_CTRL.name} bit names, or { perVcpu: [[...], ...] }` }),
+    /** Forced SPEC_CTRL mask/value per vCPU (CONTRACT.md section 5): one pair for all vCPUs, or perVcpu. */
+    forced: z.union([
+      forcedPair,
+      z.strictObject({ perVcpu: z.array(forcedPair).min(1).max(64) }),
+    ], { message: 'expected { mask: [...], value: [...] } of SPEC_CTRL bit names, or { perVcpu: [{ mask, value }, ...] }' }),
+    /** pass: a correct VMM, everything checks out. fail: a faulty VMM that must be caught as `caught` says. */
+    verdict: z.enum(['pass', 'fail'], { message: 'expected "pass" or "fail"' }).describe('pass: a correct VMM; fail: a faulty VMM that must be caught as `caught` says'),
+    caught: z.strictObject({
+      check: z.string({ message: 'expected a check id' }).regex(CAUGHT_RE, 'expected "guest.report", "check.<item>", "selftest.<rule>" or "reset.<item>"'),
+      /** The bit the failure must name (SPEC_CTRL or MITI_CTRL name); omit only for selftest rules. */
+      bit: z.string().regex(/^[A-Z][A-Z0-9_]{0,40}$/, 'expected a bit name like BHI_DIS_S').optional(),
+    }).optional(),
+  }).superRefine((e, ctx) => {
+    if (e.verdict === 'fail' && !e.caught) ctx.addIssue({ code: 'custom', path: ['caught'], message: 'expected `caught: { check, bit }` when verdict is fail (which check must catch the faulty VMM)' })
+    if (e.verdict === 'pass' && e.caught) ctx.addIssue({ code: 'custom', path: ['caught'], message: 'expected no `caught` when verdict is pass' })
+    if (e.caught && !e.caught.check.startsWith('selftest.') && e.caught.bit === undefined) ctx.addIssue({ code: 'custom', path: ['caught', 'bit'], message: 'expected the bit the failure names (required for check.* and reset.*)' })
+  }),
+  /** Tiers this scenario runs on (default sim and kvm). */
+  tiers: z.array(z.enum(TIERS, { message: `expected one of ${TIERS.join(', ')}` })).min(1).max(3).optional(),
+}).superRefine((s, ctx) => {
+  const n = s.guest.vcpus
+  const m = s.expected.mitiCtrl
+  if (!Array.isArray(m) && m.perVcpu.length !== n) ctx.addIssue({ code: 'custom', path: ['expected', 'mitiCtrl', 'perVcpu'], message: `expected ${n} entries (guest.vcpus), got ${m.perVcpu.length}` })
+  const f = s.expected.forced
+  if ('perVcpu' in f && f.perVcpu.length !== n) ctx.addIssue({ code: 'custom', path: ['expected', 'forced', 'perVcpu'], message: `expected ${n} entries (guest.vcpus), got ${f.perVcpu.length}` })
+})
+
+export type ScenarioDoc = z.output<typeof ScenarioDoc>
+
+/** A scenario with per-vCPU expectations spelt out. */
+export interface Scenario extends ScenarioDoc {
+  tiersResolved: Tier[]
+  mitiCtrlPerVcpu: string[][]
+  forcedPerVcpu: { mask: string[]; value: string[] }[]
+}
+
+export type DocPath = (string | number)[]
+export interface ScenarioIssue { path: DocPath; message: string }
+
+type Issue = z.core.$ZodIssue
+const keyPath = (p: readonly PropertyKey[]): DocPath => p.filter((x): x is string | number => typeof x !== 'symbol')
+
+/**
+ * A union that fails reports only "expected one of ..."; when one branch got further into the
+ * value (a deeper path), its own issues say more precisely what is wrong (e.g. which list item).
+ */
+function flattenIssue(i: Issue, prefix: DocPath): ScenarioIssue[] {
+  const path = [...prefix, ...keyPath(i.path)]
+  if (i.code === 'invalid_union' && i.errors.length > 0) {
+    const depth = (b: Issue[]) => Math.max(...b.map(x => x.path.length))
+    const best = [...i.errors].sort((a, b) => depth(b) - depth(a))[0]!
+    if (best.length > 0 && depth(best) > 0) return best.flatMap(x => flattenIssue(x, path))
+  }
+  return [{ path, message: i.message }]
+}
+
+/** Validate a parsed document; errors carry the path to the offending node. */
+export function scenarioFromDoc(js: unknown): { ok: true; scenario: Scenario } | { ok: false; errors: ScenarioIssue[] } {
+  const r = ScenarioDoc.safeParse(js)
+  if (!r.success) return { ok: false, errors: r.error.issues.flatMap(i => flattenIssue(i, [])) }
+  const s = r.data
+  const n = s.guest.vcpus
+  const m = s.expected.mitiCtrl
+  const f = s.expected.forced
+  return {
+    ok: true,
+    scenario: {
+      ...s,
+      tiersResolved: s.tiers ?? ['sim', 'kvm'],
+      mitiCtrlPerVcpu: Array.isArray(m) ? Array.from({ length: n }, () => [...m]) : m.perVcpu,
+      forcedPerVcpu: 'perVcpu' in f ? f.perVcpu : Array.from({ length: n }, () => ({ mask: [...f.mask], value: [...f.value] })),
+    },
+  }
+}
+
+export const SCENARIO_SCHEMA_ID = 'https://virtmiti.invalid/schema/scenario/v1.json'
+
+/** The JSON Schema of scenario files (draft 2020-12), for `make schemas` (contract/schemas/scenario.schema.json). */
+export function scenarioJsonSchema(): Record<string, unknown> {
+  return {
+    $id: SCENARIO_SCHEMA_ID,
+    title: 'virtmiti scenario v1',
+    description: 'One end-to-end scenario: host CPU, presented guest CPU, VMM profile, guest kernel state, and the hand-written expectations (CONTRACT.md sections 3-6).',
+    // vcpus accepts YAML integers (parsed as bigint); input form is the documented one.
+    ...withIntegerVcpus(z.toJSONSchema(ScenarioDoc, { io: 'input', unrepresentable: 'any' }) as Record<string, any>),
+  }
+}
+
+/** YAML integers arrive as bigint (not representable in JSON Schema): publish vcpus as the integer it is. */
+function withIntegerVcpus(s: Record<string, any>): Record<string, unknown> {
+  const g = s['properties']?.['guest']?.['properties']
+  if (g) g['vcpus'] = { type: 'integer', minimum: 1, maximum: 64, description: 'vCPU count of the guest' }
+  return s
+}

@@ -1,0 +1,110 @@
+// `virtmiti scenarios run [DIR|FILE...] [--tier sim|kvm|qemu|all] [--filter GLOB] [--shard i/n]
+//  [--tap-version 13|14] [--json] [--jobs N] [--exhaustive]` (issue 6).
+// TAP (or JSON) on stdout; progress (on a terminal) and the summary table on stderr.
+// Exit 0 only when every selected run passes (skips allowed); 1 on any failure; 2 usage/input error.
+import { existsSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { EXIT, InputError, UsageError, parse, stdio, type Io } from '../../bin/lib/cli.js'
+import { tapDocument, type TapPoint, type TapVersion } from '../../bin/lib/tap.js'
+import type { CpuModel } from '../../contract/cpu-model.js'
+import { TIERS, type Tier } from '../../contract/scenario.js'
+import { loadCpuCatalog } from '../runner/cpus.js'
+import { builtinCasesDir, builtinCpusDir } from '../runner/catalog.js'
+import { formatScenarioError, loadScenarios } from '../runner/scenario-file.js'
+import { globRe, makeUnits, matchesFilter, parseShard, runUnits, shard, summaryTable, type RunContext, type UnitResult } from '../runner/run.js'
+import { kvmMachine, simMachine } from '../runner/machines.js'
+import { EXHAUSTIVE_NAME, runExhaustive } from '../runner/exhaustive.js'
+
+export const RUN_SCHEMA_ID = 'virtmiti/scenario-run/v1'
+
+const HELP = `Usage: virtmiti scenarios run [DIR|FILE...] [options]
+Run scenario files (default: the built-in catalog, scenarios/cases) end to end: guest probe ->
+decision -> MITI_CTRL write -> VMM response -> host check, on each tier.
+  --tier T          sim | kvm | qemu | all (default all: every tier, unavailable ones SKIP with the reason)
+  --filter GLOB     only scenarios whose name (or "name [tier]") matches GLOB (* ? [..])
+  --shard i/n       run the i-th of n disjoint shards (1-based) of the selected runs
+  --tap-version V   13 or 14 (default 14; 13 flattens subtests to "parent > child")
+  --json            a JSON document instead of TAP
+  --jobs N          runs in flight at once (default 1; the chain is synchronous, so this only
+                    overlaps the selftest's yields; results keep their order)
+  --exhaustive      also run the exhaustive matrix over every relevant bit (sim tier)
+Exit: 0 all passed (skips allowed); 1 a run failed; 2 usage or bad scenario file.
+`
+
+export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = {}): Promise<number> {
+  const io = opts.io ?? stdio
+  const { values, positionals } = parse('scenarios run', argv, {
+    tier: { type: 'string', default: 'all' },
+    filter: { type: 'string' },
+    shard: { type: 'string' },
+    'tap-version': { type: 'string', default: '14' },
+    json: { type: 'boolean', default: false },
+    jobs: { type: 'string', default: '1' },
+    exhaustive: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  }, true)
+  if (values.help) { io.out(HELP); return EXIT.OK }
+  const tierArg = values.tier!
+  if (tierArg !== 'all' && !(TIERS as readonly string[]).includes(tierArg)) throw new UsageError(`scenarios run: --tier must be sim, kvm, qemu or all, got "${tierArg}"`)
+  const tiers: Tier[] = tierArg === 'all' ? [...TIERS] : [tierArg as Tier]
+  const tv = values['tap-version']
+  if (tv !== '13' && tv !== '14') throw new UsageError(`scenarios run: --tap-version must be 13 or 14, got "${tv}"`)
+  const version = Number(tv) as TapVersion
+  const jobs = Number(values.jobs)
+  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw new UsageError(`scenarios run: --jobs must be an integer 1..256, got "${values.jobs}"`)
+  const sh = values.shard === undefined ? { i: 1, n: 1 } : parseShard(values.shard)
+  if (!sh) throw new UsageError(`scenarios run: --shard must be i/n with 1 <= i <= n, got "${values.shard}"`)
+  let filter: RegExp | undefined
+  try { filter = values.filter === undefined ? undefined : globRe(values.filter) } catch { throw new UsageError(`scenarios run: bad --filter glob "${values.filter}"`) }
+
+  const builtin = builtinCasesDir()
+  const paths = positionals.length ? positionals : builtin ? [builtin] : []
+  if (paths.length === 0) throw new InputError('scenarios run: the built-in catalog (scenarios/cases) was not found next to this program; give a DIR or FILE')
+
+  // CPU models: the built-in catalog, plus a `cpus` directory next to an external cases directory.
+  const cpus = new Map<string, CpuModel>()
+  const cpuDirs = [builtinCpusDir(), ...positionals.map(p => join(dirname(resolve(p)), 'cpus'))].filter((d): d is string => !!d && existsSync(d))
+  for (const d of [...new Set(cpuDirs)]) {
+    const c = loadCpuCatalog(d)
+    if (c.errors.length) throw new InputError(c.errors.map(e => `${e.file}:${e.line}:${e.column}: ${e.field}: ${e.message}`).join('\n'))
+    for (const [id, m] of c.models) cpus.set(id, m)
+  }
+  const loaded = loadScenarios(paths)
+  if (loaded.errors.length) throw new InputError(`bad scenario file${loaded.errors.length > 1 ? 's' : ''}:\n${loaded.errors.map(formatScenarioError).join('\n')}`)
+  const ctx: RunContext = { cpus, machines: {} }
+  // Unknown catalog ids or profiles fail their runs with the reason (runUnit); tiers resolve here.
+  if (tiers.includes('sim')) ctx.machines.sim = simMachine
+  if (tiers.includes('kvm')) ctx.machines.kvm = await kvmMachine()
+  if (tiers.includes('qemu')) ctx.machines.qemu = { unavailable: 'qemu tier: not wired into the scenario runner yet (QEMU does not implement the virtual MSRs; host/qemu boots real guests separately)' }
+
+  const all = makeUnits(loaded.scenarios, tiers).filter(u => matchesFilter(u, filter))
+  const units = shard(all, sh.i, sh.n)
+  const tty = opts.isTTY ?? process.stderr.isTTY === true
+  const progress = tty ? (d: number, t: number, name: string) => io.err(`\r\x1b[K[${d}/${t}] ${name}`) : undefined
+  const t0 = performance.now()
+  const results: UnitResult[] = await runUnits(units, ctx, jobs, progress)
+  if (tty) io.err('\r\x1b[K')
+  const points: TapPoint[] = results.map(r => r.point)
+  const comments: string[] = []
+  // The exhaustive matrix is one more unit, on the sim tier, subject to --filter and to shard 1.
+  let exhaustive: Awaited<ReturnType<typeof runExhaustive>> | undefined
+  if (values.exhaustive && tiers.includes('sim') && sh.i === 1 && matchesFilter({ scenario: { name: EXHAUSTIVE_NAME }, name: `${EXHAUSTIVE_NAME} [sim]` }, filter)) {
+    exhaustive = runExhaustive()
+    points.push(exhaustive.point)
+    comments.push(`# exhaustive: ${exhaustive.cases} cases (${exhaustive.refused} of them refused userspace forces; ${exhaustive.guestRuns} guest runs, ${exhaustive.vmmRuns} VMM runs), ${exhaustive.ms.toFixed(0)} ms wall, ${exhaustive.cpuMs.toFixed(0)} ms CPU`)
+  }
+  const failed = results.some(r => r.status === 'fail') || (exhaustive !== undefined && !exhaustive.point.ok)
+  if (values.json) {
+    io.out(JSON.stringify({
+      schema: RUN_SCHEMA_ID,
+      shard: `${sh.i}/${sh.n}`,
+      ok: !failed,
+      runs: results.map(r => ({ name: r.unit.name, scenario: r.unit.scenario.name, tier: r.unit.tier, file: r.unit.file, status: r.status, ms: Math.round(r.ms), ...(r.point.skip ? { skip: r.point.skip } : {}), ...(r.status === 'fail' ? { points: r.point.sub ?? [r.point] } : {}) })),
+      ...(exhaustive ? { exhaustive: { cases: exhaustive.cases, refused: exhaustive.refused, ms: Math.round(exhaustive.ms), cpuMs: Math.round(exhaustive.cpuMs), ok: exhaustive.point.ok, failures: exhaustive.point.diag?.['firstFailures'] ?? [] } } : {}),
+    }, (_k, v) => (typeof v === 'bigint' ? '0x' + v.toString(16) : v), 2) + '\n')
+  } else {
+    io.out(tapDocument(points, version) + comments.join('\n') + (comments.length ? '\n' : ''))
+  }
+  io.err(summaryTable(results, tiers) + (exhaustive ? `exhaustive matrix: ${exhaustive.point.ok ? 'pass' : 'FAIL'}, ${exhaustive.cases} cases in ${exhaustive.ms.toFixed(0)} ms (${exhaustive.cpuMs.toFixed(0)} ms CPU)\n` : '') + `wall time ${((performance.now() - t0) / 1000).toFixed(2)} s\n`)
+  return failed ? EXIT.VIOLATION : EXIT.OK
+}

@@ -1,0 +1,54 @@
+// A small, independent model of the guest kernel's spectre_v2 / BHI choice (Linux
+// arch/x86/kernel/cpu/bugs.c, x86_64; 6.15+ or, with oldKernel, 6.9-6.14), used only to give generated cases of the
+// exhaustive matrix a sysfs line the guest agent can parse. Written from CONTRACT.md section 6
+// and bugs.c directly, NOT from contract/decide.ts, so the agent is checked against something
+// it did not compute. Scope: an Intel part that is not on the RETBLEED list and has no RSBA
+// (so spectre_v2=auto is eIBRS or retpoline), default CONFIG options.
+
+export type BhiPolicy = 'on' | 'off' | 'vmexit'
+export type V2Policy = 'auto' | 'retpoline' | 'off'
+
+export interface KernelCpu {
+  /** ARCH_CAP IBRS_ALL (eIBRS). */
+  ibrsAll: boolean
+  /** ARCH_CAP RRSBA. */
+  rrsba: boolean
+  /** CPUID.(7,2):EDX RRSBA_CTRL. */
+  rrsbaCtrl: boolean
+  /** CPUID.(7,2):EDX BHI_CTRL. */
+  bhiCtrl: boolean
+  /** CPUID.1:ECX HYPERVISOR. */
+  hypervisor: boolean
+  /** ARCH_CAP BHI_NO. */
+  bhiNo?: boolean
+  /** A kernel before 9f725eec8fc0 (May 2025), which still exempts BHI_NO parts from X86_BUG_BHI. */
+  oldKernel?: boolean
+}
+
+export interface KernelState { cmdline: string; spectreV2: string; usesSwLoop: boolean; usesRetpoline: boolean }
+
+export function kernelState(cpu: KernelCpu, bhi: BhiPolicy, v2: V2Policy): KernelState {
+  // spectre_v2_select_mitigation: auto -> eIBRS when present, else retpoline (no RETBLEED/IBRS_ENTRY here).
+  const mode = v2 === 'off' ? 'Vulnerable' : v2 === 'retpoline' || !cpu.ibrsAll ? 'Mitigation: Retpolines' : 'Mitigation: Enhanced / Automatic IBRS'
+  // cpu_set_bug_bits: X86_BUG_BHI for Intel with eIBRS or under a hypervisor; BHI_NO exempts
+  // only in kernels before 9f725eec8fc0 (CONTRACT.md section 6).
+  const affected = (cpu.ibrsAll || cpu.hypervisor) && !(cpu.oldKernel === true && cpu.bhiNo === true)
+  let seg: string
+  if (!affected) seg = 'Not affected'
+  // spectre_v2=off returns before bhi_select_mitigation; spectre_bhi=off selects nothing.
+  else if (v2 === 'off' || bhi === 'off') seg = 'Vulnerable'
+  // Step 1: retpoline covers BHI unless RRSBA remains (spec_ctrl_disable_kernel_rrsba disables it with RRSBA_CTRL).
+  else if (mode === 'Mitigation: Retpolines' && (!cpu.rrsba || cpu.rrsbaCtrl)) seg = 'Retpoline'
+  // Step 2: the hardware control.
+  else if (cpu.bhiCtrl) seg = 'BHI_DIS_S'
+  // Step 3: the loop, on VM exit only for spectre_bhi=vmexit.
+  else if (bhi === 'vmexit') seg = 'Vulnerable, KVM: SW loop'
+  else seg = 'SW loop, KVM: SW loop'
+  const ibpb = v2 === 'off' ? 'IBPB: disabled' : 'IBPB: conditional'
+  return {
+    cmdline: `console=ttyS0 spectre_bhi=${bhi} spectre_v2=${v2}`,
+    spectreV2: `${mode}; ${ibpb}; STIBP: disabled; RSB filling; PBRSB-eIBRS: Not affected; BHI: ${seg}`,
+    usesSwLoop: seg === 'SW loop, KVM: SW loop',
+    usesRetpoline: mode === 'Mitigation: Retpolines',
+  }
+}

@@ -1,0 +1,56 @@
+// Runner pieces: shard partitioning, glob filter, the built-in catalog location and loading.
+import t from 'tap'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { globRe, makeUnits, parseShard, shard } from './run.js'
+import { builtinCasesDir, packageRoot } from './catalog.js'
+import { loadScenarios, parseScenario } from './scenario-file.js'
+
+t.test('shards of n are complete and disjoint for every n up to 7', async t => {
+  const items = Array.from({ length: 23 }, (_, i) => i)
+  for (let n = 1; n <= 7; n++) {
+    const got = Array.from({ length: n }, (_, k) => shard(items, k + 1, n)).flat()
+    t.same([...got].sort((a, b) => a - b), items, `n=${n}: union is everything, once`)
+  }
+  t.same(parseShard('2/5'), { i: 2, n: 5 })
+  for (const bad of ['0/3', '4/3', '1/0', 'a/b', '1-2']) t.equal(parseShard(bad), undefined, bad)
+})
+
+t.test('glob filter', async t => {
+  t.ok(globRe('faulty-*').test('faulty-forces-nothing'))
+  t.notOk(globRe('faulty-*').test('migration-pool'))
+  t.ok(globRe('*-[bh]ost').test('bhi-no-host'))
+  t.ok(globRe('a?c').test('abc'))
+  t.notOk(globRe('a.c').test('abc'), 'a dot is literal')
+  t.notOk(globRe('x [sim]').test('x [sim]'), '[..] is a character class, as in shells')
+  t.ok(globRe('x [sim]').test('x s'))
+})
+
+t.test('the built-in catalog is found from the module and every file loads with a unique name', async t => {
+  const root = packageRoot()!
+  t.ok(existsSync(join(root, 'package.json')), `package root ${root}`)
+  const l = loadScenarios([builtinCasesDir()!])
+  t.same(l.errors, [])
+  t.ok(l.scenarios.length >= 24)
+  const units = makeUnits(l.scenarios, ['sim', 'kvm'])
+  t.equal(new Set(units.map(u => u.name)).size, units.length, 'unit names unique')
+  t.ok(l.scenarios.every(s => /CONTRACT\.md section/.test(s.scenario.source)), 'every scenario cites CONTRACT.md')
+})
+
+t.test('duplicate scenario names are an error at the second file', async t => {
+  const dir = builtinCasesDir()!
+  const f = join(dir, 'bhi-no-host.yaml')
+  const l = loadScenarios([f, f])
+  t.equal(l.scenarios.length, 1)
+  t.match(l.errors[0]?.message, /unique scenario name: "bhi-no-host" is also used by/)
+  t.equal(l.errors[0]?.field, 'name')
+})
+
+t.test('parse errors point at the offending node', async t => {
+  const r = parseScenario('name: x\ndescription: d\nsource: s\nhost: { cpu: Bad_Id }\n', 'f.yaml')
+  if (r.ok) return t.fail('accepted')
+  const e = r.errors.find(x => x.field === 'host.cpu')
+  t.same(e && [e.line, e.column], [4, 14])
+  const missing = r.errors.find(x => x.field === 'guest')
+  t.ok(missing, 'missing field named')
+})
