@@ -33,7 +33,7 @@ test: bundle
 # no msr driver: reported, not a failure of the run).
 run: bundle
 	$(NODE) dist/virtmiti.mjs scenarios run --tier all
-	$(NODE) dist/virtmiti.mjs guest probe; test $$? -ne 1 -a $$? -ne 2
+	$(NODE) dist/virtmiti.mjs guest probe; rc=$$?; test $$rc -ne 1 -a $$rc -ne 2
 
 bench: bundle
 	$(NODE) bench/probe.mjs
