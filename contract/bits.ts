@@ -1,11 +1,16 @@
 // Decode/encode 64-bit register values against a RegisterDef (CONTRACT.md section 2).
 import { bit, type RegisterDef } from './registers.js'
 
+/** The 64 single-bit masks, built once: the probe decodes registers for every CPU (bench/probe.mjs). */
+const MASKS: readonly bigint[] = Array.from({ length: 64 }, (_, n) => bit(n))
+
 /** Names of the set bits; set bits the definition does not know appear as `bit N`. */
 export function decode(reg: RegisterDef, value: bigint): string[] {
   const out: string[] = []
   for (let n = 0; n < 64; n++) {
-    if ((value & bit(n)) === 0n) continue
+    const m = MASKS[n]!
+    if (value >= 0n && m > value) break // no set bits left above n
+    if ((value & m) === 0n) continue
     out.push(reg.bits.find(b => b.bit === n)?.name ?? `bit ${n}`)
   }
   return out

@@ -46,6 +46,8 @@ export class DevcpuPlatform implements Platform {
   private readonly fds = new Map<string, number | AccessFault>()
   private readonly modprobeTried = new Map<string, string>()
   private readonly allowModprobe: boolean
+  /** One read buffer for all preads (calls are synchronous): no allocation per register read (bench/probe.mjs). */
+  private readonly rbuf = Buffer.alloc(16)
 
   constructor(opts: DevcpuOptions = {}) {
     this.root = opts.root ?? '/'
@@ -113,7 +115,7 @@ export class DevcpuPlatform implements Platform {
   cpuid(cpu: number, leaf: number, subleaf: number): CpuidResult {
     const fd = this.fd(cpu, 'cpuid', false)
     if (typeof fd !== 'number') return { ok: false, fault: fd }
-    const buf = Buffer.alloc(16)
+    const buf = this.rbuf
     try {
       const n = fs.readSync(fd, buf, 0, 16, subleaf * 0x1_0000_0000 + leaf)
       if (n !== 16) return { ok: false, fault: { errno: 'EIO', message: `short read of ${n} bytes from cpuid device` } }
@@ -126,7 +128,7 @@ export class DevcpuPlatform implements Platform {
   rdmsr(cpu: number, index: number): MsrRead {
     const fd = this.fd(cpu, 'msr', false)
     if (typeof fd !== 'number') return { ok: false, fault: fd }
-    const buf = Buffer.alloc(8)
+    const buf = this.rbuf
     try {
       const n = fs.readSync(fd, buf, 0, 8, index)
       if (n !== 8) return { ok: false, fault: { errno: 'EIO', message: `short read of ${n} bytes from msr device` } }

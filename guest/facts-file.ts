@@ -12,6 +12,21 @@ const MAX_BYTES = 64 * 1024 * 1024
 export const fieldPath = (path: readonly PropertyKey[]): string =>
   path.reduce<string>((s, k) => typeof k === 'number' ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k), '') || '(top level)'
 
+interface Issue { code?: string; path: readonly PropertyKey[]; message: string; errors?: Issue[][] }
+
+/**
+ * zod reports a failed union (a CPUID fact is {regs} or {fault}) as a bare "Invalid input" at the
+ * union; descend into the branch the input was meant to be (fewest problems, then deepest path) so
+ * the message names the nested field and what it expected (issue 2).
+ */
+function leafIssues(i: Issue, prefix: readonly PropertyKey[] = []): { path: PropertyKey[]; message: string }[] {
+  const path = [...prefix, ...i.path]
+  if (i.code !== 'invalid_union' || !i.errors || i.errors.length === 0) return [{ path, message: i.message }]
+  const depth = (b: Issue[]) => Math.max(0, ...b.map(x => x.path.length))
+  const best = [...i.errors].filter(b => b.length > 0).sort((a, b) => a.length - b.length || depth(b) - depth(a))[0]
+  return best ? best.flatMap(x => leafIssues(x, path)) : [{ path, message: i.message }]
+}
+
 /** Line and column of a JSON.parse error position, for the message. */
 function jsonPosition(text: string, err: Error): string {
   const m = /position (\d+)/.exec(err.message)
@@ -37,8 +52,9 @@ export function readFactsFile(file: string): Facts {
   }
   const r = FactsJson.safeParse(doc)
   if (!r.success) {
-    const lines = r.error.issues.slice(0, 8).map(i => `${file}: field ${fieldPath(i.path)}: ${i.message}`)
-    if (r.error.issues.length > 8) lines.push(`${file}: ... and ${r.error.issues.length - 8} more problems`)
+    const issues = r.error.issues.flatMap(i => leafIssues(i))
+    const lines = issues.slice(0, 8).map(i => `${file}: field ${fieldPath(i.path)}: ${i.message}`)
+    if (issues.length > 8) lines.push(`${file}: ... and ${issues.length - 8} more problems`)
     throw new InputError(lines.join('\n'))
   }
   return factsFromJson(r.data)

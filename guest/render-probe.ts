@@ -9,15 +9,23 @@ import { BHI_MODE_TEXT, V2_MODE_TEXT } from '../contract/sysfs-spectre-v2.js'
 import type { TapPoint } from '../bin/lib/tap.js'
 import { cpuRanges, type Finding } from './verdict.js'
 
-const names32 = (reg: typeof CPUID_7_0_EDX, w: number | undefined) =>
-  w === undefined ? '?' : decode(reg, BigInt(w)).filter(n => !n.startsWith('bit ')).join(' ') || '-'
+// Memoised: every CPU of a machine usually shows the same words, and decode is per-bit work (bench/probe.mjs).
+const names32Cache = new Map<string, string>()
+const names32 = (reg: typeof CPUID_7_0_EDX, w: number | undefined): string => {
+  if (w === undefined) return '?'
+  const k = `${reg.name}:${w}`
+  let s = names32Cache.get(k)
+  if (s === undefined) names32Cache.set(k, s = decode(reg, BigInt(w)).filter(n => !n.startsWith('bit ')).join(' ') || '-')
+  return s
+}
 
 /** One row per group of CPUs that show the same values. */
 function cpuRows(facts: Facts, d: Decision): string[][] {
   const rows = new Map<string, { cpus: number[]; cols: string[] }>()
+  const virtOf = new Map(d.virt.map(x => [x.cpu, x])) // not d.virt.find per CPU: quadratic at 256+ CPUs
   for (const c of facts.cpus) {
     const v = viewCpu(c)
-    const virt = d.virt.find(x => x.cpu === c.cpu)!
+    const virt = virtOf.get(c.cpu)!
     const ac = v.archCap === null ? 'none' : v.archCap === undefined ? 'unreadable' : hex(v.archCap)
     const virtCol = virt.enumerated ? `ENUM ${hex(virt.mitiEnum!)}` : virt.reached === 'none' && v.archCap === undefined ? 'cannot tell' : 'not enumerated'
     const ctrl = virt.mitiCtrl === undefined ? '-' : virt.wanted === virt.mitiCtrl ? `${hex(virt.mitiCtrl)} (kept)` : `${hex(virt.mitiCtrl)} -> ${hex(virt.wanted!)}`

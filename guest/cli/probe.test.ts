@@ -39,9 +39,10 @@ function parseTap(text: string): Promise<{ ok: boolean; count: number; pass: num
   return new Promise(res => { const p = new Parser({ strict: true }, r => res(r as never)); p.end(text) })
 }
 
-/** The bundle as a user runs it; exit code, stdout, stderr. */
+/** The bundle as a user runs it; exit code, stdout, stderr. (tap instruments it too: keep dist/ out of coverage with coverage-exclude.) */
 function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [bundle, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 30_000 })
+  const env = process.env
+  const r = spawnSync(process.execPath, [bundle, ...args], { encoding: 'utf8', env: { ...env, NO_COLOR: '1' }, timeout: 30_000 })
   return { code: r.status, out: r.stdout, err: r.stderr }
 }
 const haveBundle = fs.existsSync(bundle)

@@ -1,0 +1,42 @@
+// Publish the JSON documents' zod schemas as JSON Schema (DESIGN.md conventions: "versioned schema,
+// published as JSON Schema") into contract/schemas/, with z.toJSONSchema (zod 4).
+// contract/schemas/schemas.test.ts regenerates them in memory and fails when a committed file differs.
+//
+// Run (`make schemas`): npx esbuild scripts/gen-schemas.ts --bundle --platform=node --format=esm \
+//        --packages=external --outfile=.cache/gen-schemas.mjs && node .cache/gen-schemas.mjs [OUTDIR]
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { z } from 'zod'
+import { FactsJson } from '../contract/facts-schema.js'
+import { FACTS_SCHEMA_ID } from '../contract/facts-json.js'
+import { ProbeJson } from '../contract/probe-schema.js'
+import { PROBE_SCHEMA_ID } from '../contract/probe-json.js'
+import { GuestReport, REPORT_SCHEMA_ID } from '../contract/report-json.js'
+
+/** File name -> [zod schema, document id, title]. The id is the document's own "schema" field. */
+const SCHEMAS: Record<string, [z.ZodType, string, string]> = {
+  'facts.schema.json': [FactsJson, FACTS_SCHEMA_ID, 'virtmiti facts file (guest probe --record / --replay)'],
+  'probe.schema.json': [ProbeJson, PROBE_SCHEMA_ID, 'virtmiti guest probe --json'],
+  'guest-report.schema.json': [GuestReport, REPORT_SCHEMA_ID, 'virtmiti guest report (read by host check)'],
+}
+
+/** The JSON Schema files as text, keyed by file name. Deterministic: same zod schemas, same bytes. */
+export function schemaFiles(): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [file, [schema, id, title]] of Object.entries(SCHEMAS)) {
+    const js = z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'input' }) as Record<string, unknown>
+    const { $schema, ...rest } = js
+    out[file] = JSON.stringify({ $schema, title, description: `JSON Schema of the document whose "schema" field is "${id}". Generated from the zod schema by scripts/gen-schemas.ts; do not edit.`, ...rest }, null, 2) + '\n'
+  }
+  return out
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  const dir = resolve(process.argv[2] ?? join('contract', 'schemas'))
+  mkdirSync(dir, { recursive: true })
+  for (const [file, text] of Object.entries(schemaFiles())) {
+    writeFileSync(join(dir, file), text)
+    process.stdout.write(`wrote ${join(dir, file)}\n`)
+  }
+}
