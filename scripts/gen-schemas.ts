@@ -13,12 +13,24 @@ import { FACTS_SCHEMA_ID } from '../contract/facts-json.js'
 import { ProbeJson } from '../contract/probe-schema.js'
 import { PROBE_SCHEMA_ID } from '../contract/probe-json.js'
 import { GuestReport, REPORT_SCHEMA_ID } from '../contract/report-json.js'
+import { HostCapsJson, HOST_CAPS_SCHEMA_ID } from '../contract/host-caps.js'
+import { vmmStateJsonSchema } from '../contract/vmm-state-json.js'
+import { scenarioJsonSchema } from '../contract/scenario.js'
+import { cpuModelJsonSchema } from '../contract/cpu-model-json.js'
 
 /** File name -> [zod schema, document id, title]. The id is the document's own "schema" field. */
 const SCHEMAS: Record<string, [z.ZodType, string, string]> = {
   'facts.schema.json': [FactsJson, FACTS_SCHEMA_ID, 'virtmiti facts file (guest probe --record / --replay)'],
   'probe.schema.json': [ProbeJson, PROBE_SCHEMA_ID, 'virtmiti guest probe --json'],
   'guest-report.schema.json': [GuestReport, REPORT_SCHEMA_ID, 'virtmiti guest report (read by host check)'],
+  'host-caps.schema.json': [HostCapsJson, HOST_CAPS_SCHEMA_ID, 'virtmiti host caps --json (read by host check --host-caps)'],
+}
+
+/** Schemas whose owners already add $id/title (and YAML-specific fixes): published as they give them. */
+const PREBUILT: Record<string, () => unknown> = {
+  'vmm-state.schema.json': vmmStateJsonSchema,
+  'scenario.schema.json': scenarioJsonSchema,
+  'cpu-model.schema.json': cpuModelJsonSchema,
 }
 
 /** The JSON Schema files as text, keyed by file name. Deterministic: same zod schemas, same bytes. */
@@ -29,6 +41,7 @@ export function schemaFiles(): Record<string, string> {
     const { $schema, ...rest } = js
     out[file] = JSON.stringify({ $schema, title, description: `JSON Schema of the document whose "schema" field is "${id}". Generated from the zod schema by scripts/gen-schemas.ts; do not edit.`, ...rest }, null, 2) + '\n'
   }
+  for (const [file, make] of Object.entries(PREBUILT)) out[file] = JSON.stringify(make(), null, 2) + '\n'
   return out
 }
 

@@ -13,7 +13,7 @@ import { makeColor } from '../../bin/lib/color.js'
 export const CHECK_HELP = `Usage: virtmiti host check --guest-report FILE --vmm-state FILE [options]
 
 Pairs a guest report (\`virtmiti guest report\`, schema virtmiti/guest-report/v1) with the VMM's
-observed state (schema virtmiti/vmm-state/v1, see \`virtmiti host schema\` / README) by VM UUID
+observed state (schema virtmiti/vmm-state/v1, contract/schemas/vmm-state.schema.json and README) by VM UUID
 and vCPU index, and checks every vCPU: the VMM's MITI_CTRL equals what the guest wrote and
 read back, the forced SPEC_CTRL mask and value are exactly what CONTRACT.md section 5 derives
 from it (host caps, userspace force), the effective SPEC_CTRL keeps the forced bits, and the
