@@ -1,0 +1,156 @@
+// Boot the live-Linux-guest initramfs under qemu-system-x86_64 and collect its framed
+// output from the second serial port (DESIGN.md test tier 4; issue 7).
+// TCG by default: on this project's machines KVM runs a whole kernel emulated and far too
+// slowly, and `-cpu host` aborts (KVM-NOTES.md "QEMU"). KVM only when asked and /dev/kvm opens.
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { commandsParam, defaultCommands, X86_COMMAND_LINE_SIZE, type GuestCommand } from './commands.js'
+import { parseFrames, type ParsedFrames, type Section } from './frames.js'
+
+export type Accel = 'tcg' | 'kvm'
+
+export interface BootOptions {
+  image: string
+  kernel: string
+  /** QEMU -cpu model, e.g. Skylake-Server (QEMU 7.2 has no SapphireRapids, KVM-NOTES.md). */
+  cpu: string
+  smp?: number
+  memMiB?: number
+  accel?: Accel
+  /** Extra kernel parameters, e.g. ['spectre_bhi=off']. */
+  append?: readonly string[]
+  /** Commands the guest runs; default defaultCommands(). */
+  commands?: readonly GuestCommand[]
+  /** Host-side limit for the whole boot; QEMU is killed after it. Default 120 s. */
+  timeoutMs?: number
+  /** Per-command limit inside the guest (virtmiti.timeout=), seconds. Default 60. */
+  guestCommandTimeoutS?: number
+  /** Directory for console.log and frames.log; default a new temp directory. */
+  workDir?: string
+  qemu?: string
+}
+
+export interface BootResult {
+  /** QEMU exited 0 before the timeout, the guest sent its done line, and no frame was bad. */
+  ok: boolean
+  accel: Accel
+  argv: string[]
+  /** Spawn to QEMU exit (the guest powers off after its last section). */
+  wallMs: number
+  timedOut: boolean
+  exitCode: number | null
+  signal: string | null
+  sections: Map<string, Section>
+  frames: ParsedFrames
+  consoleLog: string
+  framesLog: string
+  /** QEMU's own stderr (e.g. "TCG doesn't support requested feature" warnings). */
+  qemuStderr: string
+  notes: string[]
+  error?: string
+}
+
+/** Whether /dev/kvm can be opened read-write: the least `-accel kvm` needs. */
+export function kvmUsable(): { ok: boolean; reason: string } {
+  try {
+    fs.closeSync(fs.openSync('/dev/kvm', 'r+'))
+    return { ok: true, reason: '/dev/kvm opens read-write' }
+  } catch (e) {
+    return { ok: false, reason: `/dev/kvm: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }
+  }
+}
+
+/** QEMU option values are comma-separated: a literal comma is written twice. */
+const qemuPath = (p: string): string => p.replace(/,/g, ',,')
+
+/** The kernel command line: serial console, reboot (= QEMU exit, -no-reboot) on panic, extras, the command list. */
+export function kernelCmdline(opts: Pick<BootOptions, 'append' | 'commands' | 'guestCommandTimeoutS'>): string {
+  const parts = ['console=ttyS0', 'panic=1', ...(opts.append ?? [])]
+  if (opts.guestCommandTimeoutS !== undefined) parts.push(`virtmiti.timeout=${Math.max(1, Math.floor(opts.guestCommandTimeoutS))}`)
+  parts.push(commandsParam(opts.commands ?? defaultCommands()))
+  return parts.join(' ')
+}
+
+/** qemu-system-x86_64 arguments (pure, for tests and for printing the exact command). */
+export function qemuArgs(opts: BootOptions, accel: Accel, consoleLog: string, framesLog: string): string[] {
+  return [
+    '-accel', accel,
+    '-cpu', opts.cpu,
+    '-smp', String(opts.smp ?? 2),
+    '-m', String(opts.memMiB ?? 1024), // 320 MiB is the least that unpacks node (KVM-NOTES.md)
+    '-kernel', opts.kernel,
+    '-initrd', opts.image,
+    '-append', kernelCmdline(opts),
+    '-nographic', '-nodefaults', '-no-user-config', '-no-reboot', '-monitor', 'none',
+    // -chardev, not `-serial file:PATH`: the legacy -serial syntax cannot escape a comma.
+    '-chardev', `file,id=virtmiti-console,path=${qemuPath(consoleLog)}`,
+    '-chardev', `file,id=virtmiti-frames,path=${qemuPath(framesLog)}`,
+    '-serial', 'chardev:virtmiti-console', // ttyS0: kernel console and /init's log
+    '-serial', 'chardev:virtmiti-frames',  // ttyS1: framed results only
+  ]
+}
+
+export async function bootGuest(opts: BootOptions): Promise<BootResult> {
+  const notes: string[] = []
+  let accel: Accel = opts.accel ?? 'tcg'
+  if (accel === 'kvm') {
+    const kvm = kvmUsable()
+    if (!kvm.ok) { notes.push(`kvm requested but ${kvm.reason}; using tcg`); accel = 'tcg' }
+  }
+  const workDir = opts.workDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'virtmiti-qemu-'))
+  fs.mkdirSync(workDir, { recursive: true })
+  const consoleLog = path.join(workDir, 'console.log')
+  const framesLog = path.join(workDir, 'frames.log')
+  for (const f of [consoleLog, framesLog]) fs.rmSync(f, { force: true })
+  const empty = parseFrames('')
+  const fail = (error: string, argv: string[] = []): BootResult => ({
+    ok: false, accel, argv, wallMs: 0, timedOut: false, exitCode: null, signal: null,
+    sections: new Map(), frames: empty, consoleLog, framesLog, qemuStderr: '', notes, error,
+  })
+  let argv: string[]
+  try {
+    argv = qemuArgs(opts, accel, consoleLog, framesLog)
+  } catch (e) {
+    return fail((e as Error).message)
+  }
+  const cmdline = argv[argv.indexOf('-append') + 1]!
+  if (cmdline.length >= X86_COMMAND_LINE_SIZE) {
+    return fail(`kernel command line is ${cmdline.length} bytes; x86 keeps ${X86_COMMAND_LINE_SIZE - 1} (shorten the command list)`, argv)
+  }
+  for (const [what, p] of [['kernel', opts.kernel], ['initramfs', opts.image]] as const) {
+    try { fs.accessSync(p, fs.constants.R_OK) } catch { return fail(`${what} ${p} is not readable`, argv) }
+  }
+  const qemu = opts.qemu ?? 'qemu-system-x86_64'
+  const timeoutMs = opts.timeoutMs ?? 120_000
+  const t0 = performance.now()
+  const run = await new Promise<{ code: number | null; signal: string | null; stderr: string; timedOut: boolean; spawnError?: string }>(resolve => {
+    // coreutils timeout as a second guard: QEMU dies at the deadline (+5 s) even if this
+    // process is killed first; our own timer sends SIGTERM, which timeout passes on to QEMU.
+    const guardS = String(Math.ceil(timeoutMs / 1000) + 5)
+    const child = spawn('timeout', ['-s', 'KILL', guardS, qemu, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    let timedOut = false
+    child.stderr.setEncoding('utf8')
+    child.stderr.on('data', (d: string) => { if (stderr.length < 1 << 20) stderr += d })
+    const timer = setTimeout(() => { timedOut = true; child.kill('SIGTERM') }, timeoutMs)
+    child.on('error', e => { clearTimeout(timer); resolve({ code: null, signal: null, stderr, timedOut, spawnError: e.message }) })
+    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stderr, timedOut }) })
+  })
+  const wallMs = performance.now() - t0
+  let text = ''
+  try { text = fs.readFileSync(framesLog, 'utf8') } catch { /* no frames: reported by the parser */ }
+  const frames = parseFrames(text)
+  const result: BootResult = {
+    ok: false, accel, argv, wallMs, timedOut: run.timedOut, exitCode: run.code, signal: run.signal,
+    sections: frames.sections, frames, consoleLog, framesLog, qemuStderr: run.stderr, notes,
+  }
+  if (run.spawnError) result.error = `cannot start ${qemu}: ${run.spawnError}`
+  else if (run.code === 127) result.error = `${qemu} not found (apt-get install qemu-system-x86)`
+  else if (run.timedOut) result.error = `no poweroff within ${timeoutMs} ms: QEMU killed (console: ${consoleLog})`
+  else if (run.code !== 0) result.error = `${qemu} exited ${run.code ?? run.signal}: ${run.stderr.trim().split('\n').pop() ?? ''} (console: ${consoleLog})`
+  else if (frames.errors.length > 0) result.error = `guest output has ${frames.errors.length} framing error(s): ${frames.errors.map(e => e.message).join('; ')} (console: ${consoleLog})`
+  result.ok = result.error === undefined
+  return result
+}

@@ -1,0 +1,45 @@
+// The image build is reproducible and cached by its inputs (issue 7). Uses a temp cache dir.
+import t from 'tap'
+import { createHash } from 'node:crypto'
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { buildImage, STAND_IN_AGENT } from './image.js'
+
+function skipReason(): string | undefined {
+  for (const tool of ['busybox', 'cpio', 'zstd', 'rdmsr']) {
+    try { execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }) } catch { return `${tool} not found (apt-get install busybox-static cpio zstd msr-tools)` }
+  }
+  const kernels = fs.existsSync('/boot') ? fs.readdirSync('/boot').filter(f => f.startsWith('vmlinuz-')) : []
+  if (kernels.length === 0) return 'no /boot/vmlinuz-* (apt-get install linux-image-amd64)'
+  return undefined
+}
+const sha = (f: string): string => createHash('sha256').update(fs.readFileSync(f)).digest('hex')
+// Three image builds hash ~110 MB each: more than tap's default 30 s on a loaded machine.
+t.setTimeout(180_000)
+const skip = skipReason()
+
+t.test('same inputs give the same bytes; a changed agent bundle gives a new key', { skip: skip ?? false, timeout: 120_000 }, async t => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'virtmiti-image-test-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const first = buildImage(STAND_IN_AGENT, dir)
+  t.equal(first.error, undefined, 'build succeeds')
+  t.equal(first.cacheHit, false, 'empty cache: built')
+  t.match(first.key, /^[0-9a-f]{16}$/)
+  t.match(first.kernel, /^\/boot\/vmlinuz-/)
+  const bytes = sha(first.image!)
+  const hit = buildImage(STAND_IN_AGENT, dir)
+  t.same([hit.cacheHit, hit.key, hit.image], [true, first.key, first.image], 'unchanged inputs: cache hit')
+  fs.rmSync(first.image!)
+  const rebuilt = buildImage(STAND_IN_AGENT, dir)
+  t.same([rebuilt.cacheHit, rebuilt.key], [false, first.key], 'deleted entry is rebuilt under the same key')
+  t.equal(sha(rebuilt.image!), bytes, 'rebuild is byte-identical (reproducible)')
+  const other = path.join(dir, 'agent.mjs')
+  fs.writeFileSync(other, fs.readFileSync(STAND_IN_AGENT, 'utf8') + '\n// changed\n')
+  const changed = buildImage(other, dir)
+  t.equal(changed.cacheHit, false, 'changed bundle: rebuilt')
+  t.not(changed.key, first.key, 'changed bundle: new key')
+  const missing = buildImage(path.join(dir, 'nope.mjs'), dir)
+  t.same([missing.ok, /agent bundle not found/.test(missing.error ?? '')], [false, true], 'missing bundle is a clean error')
+})

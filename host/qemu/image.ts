@@ -1,0 +1,47 @@
+// Host side of the guest image: runs host/qemu/image/build-initramfs.sh (which owns the
+// cache under .cache/qemu, keyed by a hash of every input) and reports what it did.
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import path from 'node:path'
+
+export const BUILD_SCRIPT = fileURLToPath(new URL('./image/build-initramfs.sh', import.meta.url))
+/** The stand-in agent used until dist/virtmiti-guest.mjs exists (issue 7 brief, step 4). */
+export const STAND_IN_AGENT = fileURLToPath(new URL('./testdata/stand-in-guest.mjs', import.meta.url))
+/** Repository root (host/qemu/ is two levels down). */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+export const DEFAULT_CACHE_DIR = path.join(REPO_ROOT, '.cache', 'qemu')
+/** The real agent bundle (esbuild output of the guest CLI). */
+export const AGENT_BUNDLE = path.join(REPO_ROOT, 'dist', 'virtmiti-guest.mjs')
+
+/** The real bundle when it has been built, else the stand-in. */
+export const defaultAgent = (): string => (fs.existsSync(AGENT_BUNDLE) ? AGENT_BUNDLE : STAND_IN_AGENT)
+
+export interface ImageBuild {
+  ok: boolean
+  /** initramfs path (cache entry) and the kernel it was made for. */
+  image?: string
+  kernel?: string
+  /** Cache key printed by the script, and whether it reused an image. */
+  key?: string
+  cacheHit?: boolean
+  ms: number
+  /** The script's progress lines (stderr). */
+  log: string
+  error?: string
+}
+
+export function buildImage(agentBundle: string, cacheDir = DEFAULT_CACHE_DIR, env: NodeJS.ProcessEnv = process.env): ImageBuild {
+  const t0 = performance.now()
+  const r = spawnSync('sh', [BUILD_SCRIPT, cacheDir, agentBundle], { encoding: 'utf8', env, maxBuffer: 1 << 20 })
+  const ms = performance.now() - t0
+  const log = r.stderr ?? ''
+  const key = /key=([0-9a-f]+)/.exec(log)?.[1]
+  const base: ImageBuild = { ok: false, ms, log }
+  if (key !== undefined) base.key = key
+  if (r.error) return { ...base, error: `cannot run ${BUILD_SCRIPT}: ${r.error.message}` }
+  if (r.status !== 0) return { ...base, error: `build-initramfs.sh exited ${r.status}: ${log.trim().split('\n').pop() ?? ''}` }
+  const [image, kernel] = (r.stdout ?? '').trim().split('\n')
+  if (!image || !kernel) return { ...base, error: `build-initramfs.sh printed no image/kernel paths: ${JSON.stringify(r.stdout)}` }
+  return { ...base, ok: true, image, kernel, cacheHit: /cache hit/.test(log) }
+}

@@ -1,0 +1,203 @@
+#!/bin/sh
+# Build the live-Linux-guest initramfs (issue 7; DESIGN.md "Test tiers" 4) from Debian
+# packages already installed on this machine: linux-image-amd64 (msr + cpuid modules),
+# busybox-static, nodejs (the node running here) and its shared libraries, msr-tools
+# (rdmsr/wrmsr), cpuid, plus the agent bundle and host/qemu/image/init.sh as /init.
+#
+# Usage: build-initramfs.sh OUTDIR AGENT_BUNDLE
+#   OUTDIR        cache directory (e.g. .cache/qemu); images are kept as
+#                 OUTDIR/initramfs-<key>.cpio.zst with OUTDIR/initramfs-<key>.manifest beside it.
+#   AGENT_BUNDLE  single .mjs file, installed as /virtmiti-guest.mjs
+# Environment:
+#   VIRTMITI_KVER  kernel version to take modules from (default: newest /boot/vmlinuz-*
+#                  that has /lib/modules/<ver>; `uname -r` is the host's kernel, not the guest's)
+# Output: progress and the cache key on stderr; the image path, then the kernel path, on stdout.
+#
+# Reproducible: same inputs -> same bytes. The cache key is a sha256 over the kernel
+# version, this script, init.sh and every input file's sha256, mode and image path; all
+# files get mtime 0, owner 0:0, a sorted file list, `cpio --reproducible` (renumbered
+# inodes, no device numbers) and single-threaded zstd at a fixed level.
+set -eu
+export LC_ALL=C
+
+die() { echo "build-initramfs: error: $*" >&2; exit 2; }
+log() { echo "build-initramfs: $*" >&2; }
+
+[ $# -eq 2 ] || die "usage: build-initramfs.sh OUTDIR AGENT_BUNDLE"
+OUTDIR=$1
+BUNDLE=$2
+[ -f "$BUNDLE" ] || die "agent bundle not found: $BUNDLE"
+HERE=$(cd "$(dirname "$0")" && pwd)
+SELF="$HERE/build-initramfs.sh"
+INIT="$HERE/init.sh"
+[ -f "$INIT" ] || die "missing $INIT"
+for tool in cpio zstd sha256sum ldd; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (apt-get install cpio zstd)"
+done
+ZSTD_LEVEL=3   # part of the key (via this script's hash); level 3 packs ~110 MB in ~1 s
+
+t0=$(date +%s.%N)
+
+# --- kernel version: the guest kernel, not the host's -----------------------------------
+if [ -n "${VIRTMITI_KVER:-}" ]; then
+  KVER=$VIRTMITI_KVER
+else
+  KVER=
+  for k in $(ls /boot/vmlinuz-* 2>/dev/null | sed 's|^/boot/vmlinuz-||' | sort -V); do
+    [ -d "/lib/modules/$k" ] && KVER=$k
+  done
+  [ -n "$KVER" ] || die "no /boot/vmlinuz-<ver> with /lib/modules/<ver> (apt-get install linux-image-amd64)"
+fi
+KERNEL=/boot/vmlinuz-$KVER
+[ -r "$KERNEL" ] || die "kernel $KERNEL not readable"
+
+# Module file: .ko, or .ko.xz / .ko.zst (newer Debian kernels compress modules; busybox
+# insmod cannot read compressed ones, so they are decompressed into the image).
+find_module() { # $1 = msr|cpuid
+  for ext in ko ko.xz ko.zst; do
+    f=/lib/modules/$KVER/kernel/arch/x86/kernel/$1.$ext
+    [ -f "$f" ] && { echo "$f"; return 0; }
+  done
+  die "module $1 not found under /lib/modules/$KVER/kernel/arch/x86/kernel (kernel built with CONFIG_X86_MSR=y? then it needs no module)"
+}
+
+# --- input list: "image-path host-path mode" ---------------------------------------------
+LIST=$(mktemp)
+trap 'rm -f "$LIST"' EXIT
+add() { echo "$1 $2 $3" >> "$LIST"; }
+# Shared libraries of a dynamic executable, at the paths ldd names (the loader searches
+# there), taken through symlinks (cp -L). "not a dynamic executable" -> nothing to add.
+add_libs() {
+  ldd "$1" 2>/dev/null | awk '
+    $2 == "=>" && $3 ~ /^\// { print $3 }
+    $1 ~ /^\// { print $1 }' | while read -r lib; do
+    add "$lib" "$lib" 0755
+  done
+}
+exe() { command -v "$1" 2>/dev/null || true; }
+
+BUSYBOX=$(exe busybox)
+[ -n "$BUSYBOX" ] || die "busybox not found (apt-get install busybox-static)"
+if ldd "$BUSYBOX" >/dev/null 2>&1; then die "$BUSYBOX is dynamically linked (apt-get install busybox-static)"; fi
+add /bin/busybox "$BUSYBOX" 0755
+
+NODE=$(node -p process.execPath 2>/dev/null) || die "node not found"
+add /usr/bin/node "$NODE" 0755
+add_libs "$NODE"
+
+for t in rdmsr wrmsr; do
+  p=$(exe "$t"); [ -n "$p" ] || p=/usr/sbin/$t
+  [ -x "$p" ] || die "$t not found (apt-get install msr-tools)"
+  add "/usr/sbin/$t" "$p" 0755
+  add_libs "$p"
+done
+CPUID_TOOL=$(exe cpuid)
+if [ -n "$CPUID_TOOL" ]; then add /usr/bin/cpuid "$CPUID_TOOL" 0755; add_libs "$CPUID_TOOL"
+else log "note: cpuid tool not found (apt-get install cpuid); image has none"; fi
+
+MSR_KO=$(find_module msr)
+CPUID_KO=$(find_module cpuid)
+add /lib/modules/virtmiti/msr.ko "$MSR_KO" 0644
+add /lib/modules/virtmiti/cpuid.ko "$CPUID_KO" 0644
+add /virtmiti-guest.mjs "$BUNDLE" 0644
+add /init "$INIT" 0755
+sort -u -o "$LIST" "$LIST"
+
+# --- cache key ------------------------------------------------------------------------
+KEYTEXT=$(mktemp)
+trap 'rm -f "$LIST" "$KEYTEXT"' EXIT
+{
+  echo "format 1"
+  echo "kver $KVER"
+  echo "script $(sha256sum < "$SELF" | cut -d' ' -f1)"
+  echo "busybox-applets $("$BUSYBOX" --list | sort | sha256sum | cut -d' ' -f1)"
+  while read -r dst src mode; do
+    echo "file $dst $mode $(sha256sum < "$src" | cut -d' ' -f1) $src"
+  done < "$LIST"
+} > "$KEYTEXT"
+KEY=$(sha256sum < "$KEYTEXT" | cut -c1-16)
+mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+IMG=$OUTDIR/initramfs-$KEY.cpio.zst
+MANIFEST=$OUTDIR/initramfs-$KEY.manifest
+
+if [ -f "$IMG" ] && [ -f "$MANIFEST" ]; then
+  t1=$(date +%s.%N)
+  log "cache hit key=$KEY kver=$KVER image=$IMG ($(wc -c < "$IMG") bytes, checked in $(awk "BEGIN{printf \"%.2f\", $t1 - $t0}") s)"
+  echo "$IMG"
+  echo "$KERNEL"
+  exit 0
+fi
+log "cache miss key=$KEY kver=$KVER: building"
+
+# --- stage ------------------------------------------------------------------------------
+STAGE=$(mktemp -d "$OUTDIR/stage-$KEY.XXXXXX")
+trap 'rm -f "$LIST" "$KEYTEXT"; rm -rf "$STAGE"' EXIT
+umask 022
+for d in bin sbin usr/bin usr/sbin proc sys dev tmp run root etc/virtmiti lib/modules/virtmiti; do
+  mkdir -p "$STAGE/$d"
+done
+while read -r dst src mode; do
+  mkdir -p "$STAGE$(dirname "$dst")"
+  case "$src" in
+    *.ko.xz)  xz -dc < "$src" > "$STAGE$dst" ;;
+    *.ko.zst) zstd -qdc < "$src" > "$STAGE$dst" ;;
+    *)        cp -L "$src" "$STAGE$dst" ;;
+  esac
+  chmod "$mode" "$STAGE$dst"
+done < "$LIST"
+# busybox applets as symlinks (everything in /bin; the tools above live in /usr)
+for a in $("$BUSYBOX" --list | sort); do
+  [ "$a" = busybox ] && continue
+  [ -e "$STAGE/bin/$a" ] || ln -s busybox "$STAGE/bin/$a"
+done
+# Default command list (used when the kernel command line has no virtmiti.cmds=):
+# one "name<TAB>shell command" per line; host/qemu/commands.ts makes the same list.
+TAB=$(printf '\t')
+cat > "$STAGE/etc/virtmiti/commands" <<CMDS
+cmdline${TAB}cat /proc/cmdline
+spectre_v2${TAB}cat /sys/devices/system/cpu/vulnerabilities/spectre_v2
+cpus${TAB}ls /dev/cpu
+probe${TAB}node /virtmiti-guest.mjs probe --json
+report${TAB}node /virtmiti-guest.mjs report --json
+selftest${TAB}node /virtmiti-guest.mjs selftest
+rdmsr.0x10a${TAB}virtmiti-rdmsr-all 0x10a
+rdmsr.0x48${TAB}virtmiti-rdmsr-all 0x48
+rdmsr.0x50000000${TAB}virtmiti-rdmsr-all 0x50000000
+rdmsr.0x50000001${TAB}virtmiti-rdmsr-all 0x50000001
+rdmsr.0x50000002${TAB}virtmiti-rdmsr-all 0x50000002
+CMDS
+# rdmsr on every online CPU (msr-tools' -a stops at the first CPU that faults): one line
+# "<cpu> <16 hex digits>" or "<cpu> ERR" per CPU, exit 1 if any failed (host/qemu/commands.ts
+# parses it). A #GP surfaces as EIO through the msr driver (CONTRACT.md section 3).
+cat > "$STAGE/usr/bin/virtmiti-rdmsr-all" <<'RDMSR'
+#!/bin/sh
+r=0
+for d in /dev/cpu/[0-9]*; do
+  c=${d##*/}
+  v=$(rdmsr -p "$c" -0 -x "$1") || { r=1; v=ERR; }
+  echo "$c $v"
+done
+exit $r
+RDMSR
+chmod 0755 "$STAGE/usr/bin/virtmiti-rdmsr-all"
+cp "$KEYTEXT" "$STAGE/etc/virtmiti/inputs"; chmod 0644 "$STAGE/etc/virtmiti/inputs"
+find "$STAGE" -exec chmod go-w {} + 
+find "$STAGE" -exec touch -h -d @0 {} +
+
+# --- pack -------------------------------------------------------------------------------
+TMPIMG=$(mktemp "$OUTDIR/.initramfs-$KEY.XXXXXX")
+(cd "$STAGE" && find . -mindepth 1 -print0 | sort -z |
+  cpio --null --create --format=newc --reproducible --owner=0:0 --quiet) |
+  zstd -q -T1 -"$ZSTD_LEVEL" -c > "$TMPIMG"
+chmod 0644 "$TMPIMG"
+mv -f "$TMPIMG" "$IMG"
+{ echo "key $KEY"; echo "kernel $KERNEL"; cat "$KEYTEXT"; } > "$MANIFEST"
+# Keep the 4 newest images: every agent bundle change makes a new entry (~37 MB each).
+ls -t "$OUTDIR"/initramfs-*.cpio.zst 2>/dev/null | tail -n +5 | while read -r old; do
+  rm -f "$old" "${old%.cpio.zst}.manifest"; log "pruned old cache entry $old"
+done
+t1=$(date +%s.%N)
+log "built key=$KEY image=$IMG ($(wc -c < "$IMG") bytes, $(wc -l < "$LIST") input files, $(awk "BEGIN{printf \"%.2f\", $t1 - $t0}") s)"
+echo "$IMG"
+echo "$KERNEL"
