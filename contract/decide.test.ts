@@ -370,3 +370,41 @@ t.test('identical CPUs: no disagreement, enumerated, exit 0', async t => {
   t.same(d.virt.map(v => v.wanted), [1n, 1n, 1n, 1n])
   t.equal(verdict(f, d).exitCode, 0)
 })
+
+// ---- Found on real kernels under QEMU (issue 7, Debian 6.1.y, TCG) ------------------------------
+
+t.test('bugs.c spectre_bhi_state(): spectre_bhi=off on a retpoline kernel without RRSBA still reads "BHI: Retpoline"', async t => {
+  // Measured: -cpu Skylake-Server (no ARCH_CAPABILITIES under TCG), spectre_bhi=off ->
+  // "Mitigation: Retpolines; ...; BHI: Retpoline". spectre_bhi_state() ignores the policy and
+  // rrsba_disabled is set by spectre_v2_select_mitigation for retpoline.
+  const line = 'Mitigation: Retpolines; STIBP: disabled; RSB filling; PBRSB-eIBRS: Not affected; BHI: Retpoline'
+  const d = decide({ ...facts([cpu({ eax1: SKX, hv: true, e7: 0 })], line, 'console=ttyS0 spectre_bhi=off'), kernel: { release: '6.1.0-26-amd64', cmdline: 'console=ttyS0 spectre_bhi=off', vulnerabilities: { spectre_v2: line } } })
+  t.equal(d.expected.bhi, 'retpoline')
+  t.same(d.mismatches, [], 'the agent agrees with the kernel')
+  t.equal(d.wish.bhbClearSeqSUsed, false)
+  t.equal(d.wish.retpolineSUsed, true)
+})
+
+t.test('bugs.c: spectre_bhi=off with eIBRS (no retpoline) -> "BHI: Vulnerable"', async t => {
+  const d = decide(facts([cpu({ hv: true, archCap: ARCH_CAP_IBRS_ALL, e72: E72_BHI_CTRL })], L(EIBRS, 'BHI: Vulnerable'), 'spectre_bhi=off'))
+  t.equal(d.expected.bhi, 'vulnerable')
+  t.same(d.mismatches, [])
+})
+
+t.test('spectre_bhi=vmexit is unknown to kernels before 6.11: the default (on) applies', async t => {
+  // Measured: Debian 6.1.y logs "Ignoring unknown spectre_bhi option (vmexit)".
+  const old = decide({ ...facts([cpu({ eax1: CLX, hv: true, archCap: ARCH_CAP_IBRS_ALL })], undefined), kernel: { release: '6.1.0-26-amd64', cmdline: 'spectre_bhi=vmexit', vulnerabilities: {} } })
+  t.equal(old.expected.bhi, 'sw-loop')
+  const recent = decide({ ...facts([cpu({ eax1: CLX, hv: true, archCap: ARCH_CAP_IBRS_ALL })], undefined), kernel: { release: '6.12.9', cmdline: 'spectre_bhi=vmexit', vulnerabilities: {} } })
+  t.equal(recent.expected.bhi, 'vmexit-sw-loop')
+})
+
+t.test('6.1 stable backports join segments with "; " too (CONTRACT.md section 6 says ", " before 6.9)', async t => {
+  const line = 'Vulnerable: LFENCE; STIBP: disabled; RSB filling; PBRSB-eIBRS: Not affected; BHI: SW loop, KVM: SW loop'
+  const d = decide({ ...facts([cpu({ eax1: SKX, hv: true, e7: 0 })], line), kernel: { release: '6.1.0-26-amd64', cmdline: 'spectre_v2=retpoline,lfence spectre_bhi=on', vulnerabilities: { spectre_v2: line } } })
+  t.equal(d.kernel.spectreV2, 'lfence')
+  t.equal(d.kernel.bhi, 'sw-loop')
+  t.equal(d.expected.bhi, 'sw-loop', 'LFENCE retpoline does not cover BHI: the loop is selected')
+  t.same(d.mismatches, [])
+  t.equal(d.wish.retpolineSUsed, false, 'LFENCE is not "Retpolines" (CONTRACT.md section 4)')
+})

@@ -146,8 +146,22 @@ export function selectSpectreV2(v: CpuView, p: MitigationPolicy): { value: Spect
 
 type BhiPolicy = 'on' | 'off' | 'vmexit' | 'unknown'
 
-export function bhiPolicy(p: MitigationPolicy): { value: BhiPolicy; reason: Reason } {
+/** "6.1.0-26-amd64" -> [6, 1]; undefined when the release does not start with a version. */
+export function kernelVersion(release: string | undefined): [number, number] | undefined {
+  const m = release ? /^(\d+)\.(\d+)/.exec(release) : null
+  return m ? [Number(m[1]), Number(m[2])] : undefined
+}
+
+export function bhiPolicy(p: MitigationPolicy, release?: string): { value: BhiPolicy; reason: Reason } {
   const src = BUGS_C + ' spectre_bhi_parse_cmdline; ' + S6
+  if (p.spectreBhi === 'vmexit') {
+    // vmexit exists since 6.11; older kernels (Debian 12's 6.1.y, measured under QEMU) log
+    // "Ignoring unknown spectre_bhi option (vmexit)" and keep their default (on).
+    const ver = kernelVersion(release)
+    if (ver && (ver[0] < 6 || (ver[0] === 6 && ver[1] < 11))) {
+      return { value: 'on', reason: why('bhi.policy-vmexit-unknown', `spectre_bhi=vmexit is not known to kernel ${release} (added in 6.11): the default (on) applies`, src) }
+    }
+  }
   if (p.spectreBhi === 'on' || p.spectreBhi === 'off' || p.spectreBhi === 'vmexit') return { value: p.spectreBhi, reason: why('bhi.policy', `spectre_bhi=${p.spectreBhi}`, src) }
   if (p.spectreBhi !== undefined && p.spectreBhi !== 'auto') return { value: 'unknown', reason: why('bhi.policy', `spectre_bhi=${p.spectreBhi} is not an option this agent knows`, src) }
   const m = p.mitigations
@@ -158,31 +172,61 @@ export function bhiPolicy(p: MitigationPolicy): { value: BhiPolicy; reason: Reas
   return { value: 'unknown', reason: why('bhi.policy-attack-vectors', `mitigations=${m}: attack-vector controls decide (and depend on the kernel's config), so the agent cannot predict BHI`, src) }
 }
 
-export function selectBhi(v: CpuView, affected: Tri, v2: SpectreV2Mode, p: MitigationPolicy): { value: BhiMode; reasons: Reason[] } {
-  const src = BUGS_C + ' bhi_select_mitigation; ' + S6
+/**
+ * rrsba_disabled in bugs.c: spectre_v2_select_mitigation calls spec_ctrl_disable_kernel_rrsba() for
+ * the retpoline, eIBRS+retpoline and eIBRS+LFENCE modes, whatever spectre_bhi= says; it holds when
+ * the CPU has no RRSBA (ARCH_CAP bit 19 clear, or no ARCH_CAPABILITIES) or can disable it (RRSBA_CTRL).
+ */
+function rrsbaDisabled(v: CpuView, v2: SpectreV2Mode): Tri {
+  if (v2 !== 'retpoline' && v2 !== 'eibrs-retpoline' && v2 !== 'eibrs-lfence') return false
+  const rrsba = has(v.archCap, ARCH_CAP_RRSBA)
+  if (rrsba === false) return true
+  const ctrl = bit32(v.edx72, CPUID7_2_EDX_RRSBA_CTRL)
+  if (rrsba === true && ctrl === true) return true
+  return rrsba === 'unknown' || ctrl === 'unknown' ? 'unknown' : false
+}
+
+/**
+ * The BHI state the kernel reports, in two steps as bugs.c has them: bhi_select/apply_mitigation sets
+ * a feature (BHI_DIS_S, the SW loop on syscall+VM exit, or on VM exit only) unless the policy is off
+ * or retpoline already covers BHI; then spectre_bhi_state() reports the first that holds of: not
+ * affected, BHI_DIS_S, SW loop, "Retpoline" (RETPOLINE && rrsba_disabled: policy-independent), VM-exit
+ * loop, vulnerable.
+ */
+export function selectBhi(v: CpuView, affected: Tri, v2: SpectreV2Mode, p: MitigationPolicy, release?: string): { value: BhiMode; reasons: Reason[] } {
+  const src = BUGS_C + ' bhi_select_mitigation, spectre_bhi_state; ' + S6
   if (affected === false) return { value: 'not-affected', reasons: [why('bhi.select', 'not affected', src)] }
   if (affected === 'unknown') return { value: 'unknown', reasons: [why('bhi.select', 'whether BHI applies is unknown', src)] }
   if (v2 === 'none' || v2 === 'not-affected') return { value: 'vulnerable', reasons: [why('bhi.v2-off', 'spectre_v2 mitigation off: BHI is never selected', src)] }
   if (v2 === 'unknown') return { value: 'unknown', reasons: [why('bhi.select', 'the spectre_v2 mode is unknown', src)] }
-  const pol = bhiPolicy(p)
-  if (pol.value === 'off') return { value: 'vulnerable', reasons: [pol.reason] }
+  const pol = bhiPolicy(p, release)
   if (pol.value === 'unknown') return { value: 'unknown', reasons: [pol.reason] }
   const reasons = [pol.reason]
-  // (1) Retpoline (not the LFENCE flavour) mitigates BHI unless RRSBA behaviour remains.
-  if (v2 === 'retpoline' || v2 === 'eibrs-retpoline') {
-    const rrsba = has(v.archCap, ARCH_CAP_RRSBA)
-    const rrsbaCtrl = bit32(v.edx72, CPUID7_2_EDX_RRSBA_CTRL)
-    if (rrsba === false) return { value: 'retpoline', reasons: [...reasons, why('bhi.retpoline', 'retpoline in use and no RRSBA (ARCH_CAP bit 19 clear or no ARCH_CAPABILITIES)', src + ' spec_ctrl_disable_kernel_rrsba')] }
-    if (rrsba === true && rrsbaCtrl === true) return { value: 'retpoline', reasons: [...reasons, why('bhi.retpoline', 'retpoline in use; RRSBA present and disabled with RRSBA_DIS_S (RRSBA_CTRL)', src + ' spec_ctrl_disable_kernel_rrsba')] }
-    if (rrsba === 'unknown' || rrsbaCtrl === 'unknown') return { value: 'unknown', reasons: [...reasons, why('bhi.retpoline', 'retpoline in use; RRSBA state unknown', src)] }
+  // X86_FEATURE_RETPOLINE is set by every retpoline and LFENCE mode; RETPOLINE_LFENCE by the LFENCE ones.
+  const retpoline = v2 === 'retpoline' || v2 === 'eibrs-retpoline'
+  const lfence = v2 === 'lfence' || v2 === 'eibrs-lfence'
+  const rrsbaOff = rrsbaDisabled(v, v2)
+  const rrsbaText = 'no RRSBA (ARCH_CAP bit 19 clear or no ARCH_CAPABILITIES), or RRSBA disabled with RRSBA_DIS_S (RRSBA_CTRL)'
+  if (pol.value !== 'off') {
+    // (1) Retpoline (not the LFENCE flavour) mitigates BHI unless RRSBA behaviour remains.
+    if (retpoline && rrsbaOff === true) return { value: 'retpoline', reasons: [...reasons, why('bhi.retpoline', `retpoline in use and ${rrsbaText}`, src + ' spec_ctrl_disable_kernel_rrsba')] }
+    if (retpoline && rrsbaOff === 'unknown') return { value: 'unknown', reasons: [...reasons, why('bhi.retpoline', 'retpoline in use; RRSBA state unknown', src)] }
+    // (2) Hardware control.
+    const bhiCtrl = bit32(v.edx72, CPUID7_2_EDX_BHI_CTRL)
+    if (bhiCtrl === 'unknown') return { value: 'unknown', reasons: [...reasons, why('bhi.bhi-ctrl', 'CPUID.(7,2) unknown', src)] }
+    if (bhiCtrl) return { value: 'bhi-dis-s', reasons: [...reasons, why('bhi.bhi-dis-s', 'CPUID.(7,2):EDX[4] BHI_CTRL: the kernel sets BHI_DIS_S', src + ' spec_ctrl_bhi_dis')] }
+    // (3) Software loop (64-bit kernels; this agent targets x86_64).
+    if (pol.value === 'vmexit') return { value: 'vmexit-sw-loop', reasons: [...reasons, why('bhi.vmexit', 'spectre_bhi=vmexit: SW loop on VM exit only', src)] }
+    return { value: 'sw-loop', reasons: [...reasons, why('bhi.sw-loop', 'no BHI_CTRL: SW BHB clearing loop on syscall and VM exit', src)] }
   }
-  // (2) Hardware control.
-  const bhiCtrl = bit32(v.edx72, CPUID7_2_EDX_BHI_CTRL)
-  if (bhiCtrl === 'unknown') return { value: 'unknown', reasons: [...reasons, why('bhi.bhi-ctrl', 'CPUID.(7,2) unknown', src)] }
-  if (bhiCtrl) return { value: 'bhi-dis-s', reasons: [...reasons, why('bhi.bhi-dis-s', 'CPUID.(7,2):EDX[4] BHI_CTRL: the kernel sets BHI_DIS_S', src + ' spec_ctrl_bhi_dis')] }
-  // (3) Software loop (64-bit kernels; this agent targets x86_64).
-  if (pol.value === 'vmexit') return { value: 'vmexit-sw-loop', reasons: [...reasons, why('bhi.vmexit', 'spectre_bhi=vmexit: SW loop on VM exit only', src)] }
-  return { value: 'sw-loop', reasons: [...reasons, why('bhi.sw-loop', 'no BHI_CTRL: SW BHB clearing loop on syscall and VM exit', src)] }
+  // Policy off: no BHI feature is set, but spectre_bhi_state() still says "Retpoline" when the
+  // retpoline feature is on and rrsba_disabled (measured: Debian 6.1 under QEMU, spectre_bhi=off).
+  if (rrsbaOff === 'unknown') return { value: 'unknown', reasons: [...reasons, why('bhi.state-retpoline', 'policy off; whether RRSBA is disabled is unknown', src)] }
+  if (rrsbaOff === true && retpoline) return { value: 'retpoline', reasons: [...reasons, why('bhi.state-retpoline', `policy off, but spectre_bhi_state() reports "Retpoline" whenever retpoline is in use and ${rrsbaText}`, src)] }
+  if (rrsbaOff === true && lfence) {
+    return { value: 'unknown', reasons: [...reasons, why('bhi.state-retpoline-lfence', 'policy off with eIBRS+LFENCE: kernels before the RETPOLINE_LFENCE check in spectre_bhi_state() say "Retpoline", newer ones "Vulnerable"', src)] }
+  }
+  return { value: 'vulnerable', reasons: [...reasons, why('bhi.off', 'spectre_bhi=off (or mitigations=off): no BHI mitigation', src)] }
 }
 
 // ---- What the guest reports (CONTRACT.md section 4) ----------------------------------------
@@ -265,7 +309,7 @@ export function decide(facts: Facts): Decision {
   const affected = selectBhiAffected(v, kernel.bhi)
   const v2 = selectSpectreV2(v, policy)
   // Predict BHI from the kernel's actual spectre_v2 mode where known, so one mismatch does not cascade.
-  const bhi = selectBhi(v, affected.value, kernel.spectreV2 !== 'unknown' ? kernel.spectreV2 : v2.value, policy)
+  const bhi = selectBhi(v, affected.value, kernel.spectreV2 !== 'unknown' ? kernel.spectreV2 : v2.value, policy, facts.kernel.release)
   const mismatches: Decision['mismatches'] = []
   if (sys && kernel.spectreV2 !== 'unknown' && v2.value !== 'unknown' && kernel.spectreV2 !== v2.value && kernel.spectreV2 !== 'not-affected') {
     mismatches.push({ what: 'spectre_v2', kernel: sys.modeText, expected: V2_MODE_TEXT[v2.value], reason: v2.reasons[v2.reasons.length - 1]! })
