@@ -35,10 +35,14 @@ export function kernelState(cpu: KernelCpu, bhi: BhiPolicy, v2: V2Policy): Kerne
   const affected = (cpu.ibrsAll || cpu.hypervisor) && !(cpu.oldKernel === true && cpu.bhiNo === true)
   let seg: string
   if (!affected) seg = 'Not affected'
-  // spectre_v2=off returns before bhi_select_mitigation; spectre_bhi=off selects nothing.
-  else if (v2 === 'off' || bhi === 'off') seg = 'Vulnerable'
-  // Step 1: retpoline covers BHI unless RRSBA remains (spec_ctrl_disable_kernel_rrsba disables it with RRSBA_CTRL).
+  // spectre_v2=off returns before bhi_select_mitigation (and sets no retpoline feature).
+  else if (v2 === 'off') seg = 'Vulnerable'
+  // Step 1: retpoline covers BHI unless RRSBA remains (spec_ctrl_disable_kernel_rrsba disables it with
+  // RRSBA_CTRL). spectre_bhi_state() says so whatever spectre_bhi= is: measured on Debian 6.1 under QEMU,
+  // spectre_bhi=off on a retpoline kernel still prints "BHI: Retpoline".
   else if (mode === 'Mitigation: Retpolines' && (!cpu.rrsba || cpu.rrsbaCtrl)) seg = 'Retpoline'
+  // spectre_bhi=off selects nothing else.
+  else if (bhi === 'off') seg = 'Vulnerable'
   // Step 2: the hardware control.
   else if (cpu.bhiCtrl) seg = 'BHI_DIS_S'
   // Step 3: the loop, on VM exit only for spectre_bhi=vmexit.
