@@ -5,6 +5,7 @@ import { z } from 'zod'
 import type { CpuModel, Vendor } from './cpu-model.js'
 import { ARCH_CAPABILITIES, CPUID_7_0_EDX, CPUID_7_2_EDX, type RegisterDef } from './registers.js'
 import { encode } from './bits.js'
+import { fieldPath as pathString } from './format.js'
 
 /** Vendor strings as CPUID leaf 0 spells them (contract/cpu-model.ts Vendor). */
 export const VENDORS = ['GenuineIntel', 'AuthenticAMD', 'HygonGenuine', 'CentaurHauls', '  Shanghai  '] as const satisfies readonly Vendor[]
@@ -71,12 +72,8 @@ export interface DocError {
 }
 export type CpuModelResult = { ok: true; model: CpuModel } | { ok: false; errors: DocError[] }
 
-/** "sources.cpuid7_2_edx", "cpuid7_0_edx[2]"; "(document)" for the root. */
-export function pathString(path: DocPath): string {
-  let s = ''
-  for (const p of path) s += typeof p === 'number' ? `[${p}]` : (s ? '.' : '') + p
-  return s || '(document)'
-}
+
+export { pathString }
 
 function issueToErrors(issue: z.core.$ZodIssue): DocError[] {
   const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol')

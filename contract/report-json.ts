@@ -3,9 +3,9 @@
 // unknown fields rejected, bounded sizes (issue 3).
 import { z } from 'zod'
 
-export const REPORT_SCHEMA_ID = 'virtmiti/guest-report/v1'
-/** Largest report the host accepts, in bytes (8192 CPUs x ~300 bytes, with headroom). */
-export const REPORT_MAX_BYTES = 4 * 1024 * 1024
+import { REPORT_SCHEMA_ID } from './report-id.js'
+
+export { REPORT_SCHEMA_ID, REPORT_MAX_BYTES } from './report-id.js'
 
 const hex64 = z.string().regex(/^0x[0-9a-f]{1,16}$/, 'a 64-bit value as "0x" lower-case hex')
 const errnoName = z.string().regex(/^E[A-Z0-9]{1,15}$/, 'an errno name like "EIO"')

@@ -5,12 +5,9 @@ import { factsFromJson } from '../contract/facts-json.js'
 import { FactsJson } from '../contract/facts-schema.js'
 import type { Facts } from '../contract/facts.js'
 import { InputError } from '../bin/lib/cli.js'
+import { fieldPath } from '../contract/format.js'
 
 const MAX_BYTES = 64 * 1024 * 1024
-
-/** "cpus[0].cpuid.0x7.0.regs.edx" from a zod issue path. */
-export const fieldPath = (path: readonly PropertyKey[]): string =>
-  path.reduce<string>((s, k) => typeof k === 'number' ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k), '') || '(top level)'
 
 interface Issue { code?: string; path: readonly PropertyKey[]; message: string; errors?: Issue[][] }
 

@@ -1,21 +1,11 @@
 // From Facts and Decision to findings and an exit code (DESIGN.md exit codes). Pure.
 import type { Decision } from '../contract/decision-types.js'
 import type { Facts } from '../contract/facts.js'
+import { cpuRanges } from '../contract/format.js'
+
+export { cpuRanges }
 
 export interface Finding { level: 'violation' | 'cannot-tell' | 'note'; text: string }
-
-/** "0-3,5" from CPU numbers. */
-export function cpuRanges(cpus: number[]): string {
-  const s = [...cpus].sort((a, b) => a - b)
-  const parts: string[] = []
-  for (let i = 0; i < s.length; i++) {
-    let j = i
-    while (j + 1 < s.length && s[j + 1] === s[j]! + 1) j++
-    parts.push(i === j ? `${s[i]}` : `${s[i]}-${s[j]}`)
-    i = j
-  }
-  return parts.join(',')
-}
 
 /** Group identical messages across CPUs: "CPUs 0-255: message". */
 function grouped(items: { cpu: number; text: string }[]): string[] {

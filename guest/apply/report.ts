@@ -15,6 +15,8 @@ import { MSR, MITI_CTRL_BHB_CLEAR_SEQ_S_USED, MITI_CTRL_RETPOLINE_S_USED } from 
 import { hex } from '../../contract/bits.js'
 import { gatedWrite } from './write-gate.js'
 import { chainVerdict, type ChainVerdict } from './discovery.js'
+import { cpuRanges as cpuList } from '../../contract/format.js'
+import { REPORT_SCHEMA_ID } from '../../contract/report-id.js'
 
 export interface ReportOptions {
   dryRun: boolean
@@ -39,8 +41,8 @@ export interface ReportRun {
   perCpu: CpuResult[]
 }
 
-/** contract/report-json.ts REPORT_SCHEMA_ID, restated without zod; report.test.ts keeps them equal. */
-export const REPORT_SCHEMA = 'virtmiti/guest-report/v1' as const
+/** The report's schema id, from the zod-free contract/report-id.ts. */
+export const REPORT_SCHEMA = REPORT_SCHEMA_ID
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
@@ -131,17 +133,8 @@ function oneCpu(platform: Platform, cpu: number, verdict: ChainVerdict, decision
 }
 
 /** "0-3,5" for [0,1,2,3,5]. */
-export function cpuList(cpus: readonly number[]): string {
-  const s = [...cpus].sort((a, b) => a - b)
-  const out: string[] = []
-  for (let i = 0; i < s.length; i++) {
-    let j = i
-    while (j + 1 < s.length && s[j + 1] === s[j] + 1) j++
-    out.push(j > i ? `${s[i]}-${s[j]}` : `${s[i]}`)
-    i = j
-  }
-  return out.join(',')
-}
+
+export { cpuList }
 
 /** Which CPUs hold which CTRL value after the run, and which are unknown. */
 export function holdings(entries: readonly ReportCpu[]): string[] {

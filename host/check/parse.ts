@@ -4,6 +4,7 @@ import { z } from 'zod'
 import { GuestReport, REPORT_MAX_BYTES } from '../../contract/report-json.js'
 import { VMM_STATE_MAX_BYTES, VmmState } from '../../contract/vmm-state-json.js'
 import { HostCapsJson } from '../../contract/host-caps.js'
+import { fieldPath as pathString } from '../../contract/format.js'
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; errors: string[] }
 
@@ -12,11 +13,8 @@ const MAX_ERRORS = 20
 const HOST_CAPS_MAX_BYTES = 64 * 1024
 
 /** "cpus[3].outcome" from a zod path. */
-export function pathString(path: readonly PropertyKey[]): string {
-  let s = ''
-  for (const p of path) s += typeof p === 'number' ? `[${p}]` : (s ? '.' : '') + String(p)
-  return s || '(top level)'
-}
+
+export { pathString }
 
 function formatIssues(what: string, issues: readonly z.core.$ZodIssue[]): string[] {
   const out = issues.slice(0, MAX_ERRORS).map(i => {

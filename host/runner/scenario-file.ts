@@ -5,14 +5,15 @@ import { readFileSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseDocument, type Document } from 'yaml'
 import { scenarioFromDoc, type DocPath, type Scenario } from '../../contract/scenario.js'
+import { fieldPath as fieldName } from '../../contract/format.js'
 
 export interface ScenarioFileError { file: string; line: number; column: number; field: string; message: string }
 export type ScenarioFileResult = { ok: true; scenario: Scenario; file: string } | { ok: false; errors: ScenarioFileError[] }
 
 export const formatScenarioError = (e: ScenarioFileError): string => `${e.file}:${e.line}:${e.column}: ${e.field}: ${e.message}`
 
-export const fieldName = (path: DocPath): string =>
-  path.length === 0 ? '(document)' : path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('')
+
+export { fieldName }
 
 /** Offset of the node at `path`, or of the nearest existing ancestor (pointing at the key when the value is missing). */
 function offsetOf(doc: Document, path: DocPath): number {
