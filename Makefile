@@ -42,8 +42,18 @@ run: bundle
 	$(NODE) dist/virtmiti.mjs scenarios run --tier all
 	$(NODE) dist/virtmiti.mjs guest probe; rc=$$?; test $$rc -ne 1 -a $$rc -ne 2
 
+# Benchmarks (numbers, never assertions): probe start-up and per-CPU cost, the guest bundle's probe,
+# the 256-vCPU simulated report, KVM round trips and live scenarios (exit 4 = no usable /dev/kvm),
+# and the exhaustive scenario matrix.
 bench: bundle
 	$(NODE) bench/probe.mjs
+	$(NODE) bench/probe.mjs --bundle dist/virtmiti-guest.mjs
+	$(NODE) bench/report.mjs
+	$(ESBUILD) host/vmm/kvm/bench.ts --bundle --platform=node --format=esm --packages=external --log-level=warning --outfile=.cache/kvm-bench.mjs
+	$(NODE) .cache/kvm-bench.mjs; rc=$$?; test $$rc -eq 0 -o $$rc -eq 4
+	$(ESBUILD) host/vmm/live/bench.ts --bundle --platform=node --format=esm --packages=external --log-level=warning --outfile=.cache/live-bench.mjs
+	$(NODE) .cache/live-bench.mjs; rc=$$?; test $$rc -eq 0 -o $$rc -eq 4
+	$(NODE) dist/virtmiti.mjs scenarios run --tier sim --exhaustive > /dev/null
 
 # Replay fixtures (guest/fixtures/) from the CPU catalog (scenarios/cpus/); a test checks they are current.
 # JSON Schema files (contract/schemas/) generated from the zod schemas; a test keeps them current.
