@@ -14,6 +14,8 @@ export interface TapPoint {
   diag?: Record<string, unknown>
   /** Points of a subtest; printed as an indented child stream before this point (TAP 14). */
   sub?: TapPoint[]
+  /** "# ..." comment lines printed just before this point (before its subtest, if any). */
+  comments?: string[]
 }
 
 // TAP descriptions must not contain '#' unescaped, nor start with a digit that could read as a number.
@@ -26,6 +28,7 @@ function yamlBlock(diag: Record<string, unknown>, indent: string): string[] {
 function lines(points: TapPoint[], indent: string, version: TapVersion): string[] {
   const out = [`${indent}1..${points.length}`]
   points.forEach((p, i) => {
+    for (const c of p.comments ?? []) out.push(`${indent}# ${c.replace(/\n/g, ' ')}`)
     if (p.sub) {
       out.push(`${indent}# Subtest: ${clean(p.name)}`)
       out.push(...lines(p.sub, indent + '    ', version))

@@ -1,5 +1,5 @@
 // `virtmiti scenarios run [DIR|FILE...] [--tier sim|kvm|qemu|all] [--filter GLOB] [--shard i/n]
-//  [--tap-version 13|14] [--json] [--jobs N] [--exhaustive]` (issue 6).
+//  [--tap-version 13|14] [--json] [--jobs N] [--exhaustive] [--qemu-set ci|full]` (issues 6, 7).
 // TAP (or JSON) on stdout; progress (on a terminal) and the summary table on stderr.
 // Exit 0 only when every selected run passes (skips allowed); 1 on any failure; 2 usage/input error.
 import { existsSync } from 'node:fs'
@@ -14,6 +14,7 @@ import { formatScenarioError, loadScenarios } from '../runner/scenario-file.js'
 import { globRe, makeUnits, matchesFilter, parseShard, runUnits, shard, summaryTable, type RunContext, type UnitResult } from '../runner/run.js'
 import { kvmMachine, simMachine } from '../runner/machines.js'
 import { EXHAUSTIVE_NAME, runExhaustive } from '../runner/exhaustive.js'
+import { builtinQemuDir, defaultSet, loadQemuMatrix, qemuTable, qemuTierUnavailable, runQemuTier, selectSet, tierPaths, type QemuBoot } from '../qemu/tier.js'
 
 export const RUN_SCHEMA_ID = 'virtmiti/scenario-run/v1'
 
@@ -28,6 +29,10 @@ decision -> MITI_CTRL write -> VMM response -> host check, on each tier.
   --jobs N          runs in flight at once (default 1; the chain is synchronous, so this only
                     overlaps the selftest's yields; results keep their order)
   --exhaustive      also run the exhaustive matrix over every relevant bit (sim tier)
+  --qemu-set S      ci | full: which boots of the qemu matrix (scenarios/qemu/*.yaml, or a
+                    qemu directory next to a given cases DIR) the qemu tier runs (default full;
+                    ci when CI=true). Scenario cases SKIP on the qemu tier: QEMU implements no
+                    virtual MSRs; its tier boots real Linux guests and checks the agent there.
 Exit: 0 all passed (skips allowed); 1 a run failed; 2 usage or bad scenario file.
 `
 
@@ -41,6 +46,7 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
     json: { type: 'boolean', default: false },
     jobs: { type: 'string', default: '1' },
     exhaustive: { type: 'boolean', default: false },
+    'qemu-set': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   }, true)
   if (values.help) { io.out(HELP); return EXIT.OK }
@@ -54,6 +60,8 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw new UsageError(`scenarios run: --jobs must be an integer 1..256, got "${values.jobs}"`)
   const sh = values.shard === undefined ? { i: 1, n: 1 } : parseShard(values.shard)
   if (!sh) throw new UsageError(`scenarios run: --shard must be i/n with 1 <= i <= n, got "${values.shard}"`)
+  const qemuSet = values['qemu-set'] ?? defaultSet()
+  if (qemuSet !== 'ci' && qemuSet !== 'full') throw new UsageError(`scenarios run: --qemu-set must be ci or full, got "${qemuSet}"`)
   let filter: RegExp | undefined
   try { filter = values.filter === undefined ? undefined : globRe(values.filter) } catch { throw new UsageError(`scenarios run: bad --filter glob "${values.filter}"`) }
 
@@ -75,7 +83,15 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
   // Unknown catalog ids or profiles fail their runs with the reason (runUnit); tiers resolve here.
   if (tiers.includes('sim')) ctx.machines.sim = simMachine
   if (tiers.includes('kvm')) ctx.machines.kvm = await kvmMachine()
-  if (tiers.includes('qemu')) ctx.machines.qemu = { unavailable: 'qemu tier: not wired into the scenario runner yet (QEMU does not implement the virtual MSRs; host/qemu boots real guests separately)' }
+  if (tiers.includes('qemu')) ctx.machines.qemu = { unavailable: 'scenario cases do not run on the qemu tier: QEMU implements no virtual MSRs (its tier boots the scenarios/qemu matrix instead)' }
+  // The qemu matrix: built-in, or a `qemu` directory next to each given cases path (as for `cpus`).
+  let qemuBoots: QemuBoot[] = []
+  if (tiers.includes('qemu')) {
+    const qdirs = (positionals.length ? positionals.map(p => join(dirname(resolve(p)), 'qemu')) : [builtinQemuDir()]).filter((d): d is string => !!d && existsSync(d))
+    const m = loadQemuMatrix([...new Set(qdirs)])
+    if (m.errors.length) throw new InputError(`bad qemu matrix file:\n${m.errors.join('\n')}`)
+    qemuBoots = shard(selectSet(m.boots, qemuSet).filter(b => matchesFilter({ scenario: { name: b.name }, name: `${b.name} [qemu]` }, filter)), sh.i, sh.n)
+  }
 
   const all = makeUnits(loaded.scenarios, tiers).filter(u => matchesFilter(u, filter))
   const units = shard(all, sh.i, sh.n)
@@ -93,18 +109,31 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
     points.push(exhaustive.point)
     comments.push(`# exhaustive: ${exhaustive.cases} cases (${exhaustive.refused} of them refused userspace forces; ${exhaustive.guestRuns} guest runs, ${exhaustive.vmmRuns} VMM runs), ${exhaustive.ms.toFixed(0)} ms wall, ${exhaustive.cpuMs.toFixed(0)} ms CPU`)
   }
-  const failed = results.some(r => r.status === 'fail') || (exhaustive !== undefined && !exhaustive.point.ok)
+  // Boots run one at a time whatever --jobs says (two TCG guests overload a 2-core machine).
+  let qemu: Awaited<ReturnType<typeof runQemuTier>> | undefined
+  if (qemuBoots.length > 0) {
+    const paths = tierPaths()
+    qemu = await runQemuTier({
+      boots: qemuBoots, paths, unavailable: qemuTierUnavailable(paths),
+      ...(tty ? { progress: (d: number, t: number, name: string) => io.err(`\r\x1b[K[qemu ${d}/${t}] ${name}`) } : {}),
+    })
+    if (tty) io.err('\r\x1b[K')
+    points.push(...qemu.points)
+    comments.push(...qemu.rows.map(r => `# ${r.status} ${r.seconds !== undefined ? `${r.seconds.toFixed(1)} s` : '-'} ${r.name}: kernel "${r.facts?.kernelLine ?? '-'}"; agent ${r.facts?.agentKernel ? `${r.facts.agentKernel.spectreV2}/${r.facts.agentKernel.bhi}` : '-'}; predicted ${r.facts?.agentExpected ? `${r.facts.agentExpected.spectreV2}/${r.facts.agentExpected.bhi}` : '-'}`))
+  }
+  const failed = results.some(r => r.status === 'fail') || (exhaustive !== undefined && !exhaustive.point.ok) || (qemu?.rows.some(r => r.status === 'fail') ?? false)
   if (values.json) {
     io.out(JSON.stringify({
       schema: RUN_SCHEMA_ID,
       shard: `${sh.i}/${sh.n}`,
       ok: !failed,
       runs: results.map(r => ({ name: r.unit.name, scenario: r.unit.scenario.name, tier: r.unit.tier, file: r.unit.file, status: r.status, ms: Math.round(r.ms), ...(r.point.skip ? { skip: r.point.skip } : {}), ...(r.status === 'fail' ? { points: r.point.sub ?? [r.point] } : {}) })),
+      ...(qemu ? { qemu: { set: qemuSet, ...(qemu.image ? { image: qemu.image } : {}), boots: qemu.rows } } : {}),
       ...(exhaustive ? { exhaustive: { cases: exhaustive.cases, refused: exhaustive.refused, ms: Math.round(exhaustive.ms), cpuMs: Math.round(exhaustive.cpuMs), ok: exhaustive.point.ok, failures: exhaustive.point.diag?.['firstFailures'] ?? [] } } : {}),
     }, (_k, v) => (typeof v === 'bigint' ? '0x' + v.toString(16) : v), 2) + '\n')
   } else {
     io.out(tapDocument(points, version) + comments.join('\n') + (comments.length ? '\n' : ''))
   }
-  io.err(summaryTable(results, tiers) + (exhaustive ? `exhaustive matrix: ${exhaustive.point.ok ? 'pass' : 'FAIL'}, ${exhaustive.cases} cases in ${exhaustive.ms.toFixed(0)} ms (${exhaustive.cpuMs.toFixed(0)} ms CPU)\n` : '') + `wall time ${((performance.now() - t0) / 1000).toFixed(2)} s\n`)
+  io.err(summaryTable(results, tiers) + (qemu ? qemuTable(qemu.rows) : '') + (exhaustive ? `exhaustive matrix: ${exhaustive.point.ok ? 'pass' : 'FAIL'}, ${exhaustive.cases} cases in ${exhaustive.ms.toFixed(0)} ms (${exhaustive.cpuMs.toFixed(0)} ms CPU)\n` : '') + `wall time ${((performance.now() - t0) / 1000).toFixed(2)} s\n`)
   return failed ? EXIT.VIOLATION : EXIT.OK
 }

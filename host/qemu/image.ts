@@ -31,15 +31,16 @@ export interface ImageBuild {
   error?: string
 }
 
-export function buildImage(agentBundle: string, cacheDir = DEFAULT_CACHE_DIR, env: NodeJS.ProcessEnv = process.env): ImageBuild {
+/** `script`: the bundled CLI (dist/chunks/) passes the repository's copy, found from the package root. */
+export function buildImage(agentBundle: string, cacheDir = DEFAULT_CACHE_DIR, env: NodeJS.ProcessEnv = process.env, script = BUILD_SCRIPT): ImageBuild {
   const t0 = performance.now()
-  const r = spawnSync('sh', [BUILD_SCRIPT, cacheDir, agentBundle], { encoding: 'utf8', env, maxBuffer: 1 << 20 })
+  const r = spawnSync('sh', [script, cacheDir, agentBundle], { encoding: 'utf8', env, maxBuffer: 1 << 20 })
   const ms = performance.now() - t0
   const log = r.stderr ?? ''
   const key = /key=([0-9a-f]+)/.exec(log)?.[1]
   const base: ImageBuild = { ok: false, ms, log }
   if (key !== undefined) base.key = key
-  if (r.error) return { ...base, error: `cannot run ${BUILD_SCRIPT}: ${r.error.message}` }
+  if (r.error) return { ...base, error: `cannot run ${script}: ${r.error.message}` }
   if (r.status !== 0) return { ...base, error: `build-initramfs.sh exited ${r.status}: ${log.trim().split('\n').pop() ?? ''}` }
   const [image, kernel] = (r.stdout ?? '').trim().split('\n')
   if (!image || !kernel) return { ...base, error: `build-initramfs.sh printed no image/kernel paths: ${JSON.stringify(r.stdout)}` }

@@ -1,0 +1,143 @@
+// The qemu tier without booting: the built-in matrix (sizes of the full and CI sets), matrix
+// file errors, and runQemuTier over recorded boots with the image build and boot injected.
+import t from 'tap'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { tapDocument } from '../../bin/lib/tap.js'
+import type { BootOptions, BootResult } from './boot.js'
+import { parseFrames } from './frames.js'
+import type { ImageBuild } from './image.js'
+import { loadRecordedBoot, sectionMap } from './recorded-boot.js'
+import { bootName, builtinQemuDir, defaultSet, loadQemuMatrix, parseQemuMatrix, qemuTable, qemuTierUnavailable, runQemuTier, selectSet, tierPaths, type QemuBoot, type TierDeps } from './tier.js'
+
+t.test('built-in matrix: at least 4 models x 2 command lines, CI set exactly 4 x 2, unique names', async t => {
+  const m = loadQemuMatrix([builtinQemuDir()!])
+  t.same(m.errors, [])
+  const models = new Set(m.boots.map(b => b.cpu)), lines = new Set(m.boots.map(b => b.append.join(' ')))
+  t.ok(models.size >= 4 && lines.size >= 2, `full: ${models.size} models x ${lines.size} command lines`)
+  t.equal(m.boots.length, models.size * lines.size, 'the full set is the cross product')
+  const ci = selectSet(m.boots, 'ci')
+  t.same([new Set(ci.map(b => b.cpu)).size, new Set(ci.map(b => b.append.join(' '))).size, ci.length], [4, 2, 8])
+  t.equal(new Set(m.boots.map(b => b.name)).size, m.boots.length)
+  t.ok(m.boots.every(b => b.vcpus === 2), '2 vCPUs')
+  t.equal(bootName('EPYC', ['spectre_bhi=on']), 'qemu: EPYC spectre_bhi=on')
+})
+
+t.test('matrix file errors name file:line:column and the field', async t => {
+  const r = parseQemuMatrix('description: d\nsource: s\nmodels:\n  - { cpu: "Sky lake" }\ncmdlines:\n  - { append: "spectre_bhi=on;reboot" }\n', 'm.yaml')
+  t.same(r.boots, [])
+  t.match(r.errors.join('\n'), /^m\.yaml:4:\d+: models\.0\.cpu: expected a QEMU -cpu model name/m)
+  t.match(r.errors.join('\n'), /^m\.yaml:6:\d+: cmdlines\.0\.append: expected space-separated kernel parameters/m)
+  t.match(parseQemuMatrix('models: [unclosed\n', 'x.yaml').errors[0], /^x\.yaml:\d+:\d+: YAML: /)
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'virtmiti-qm-'))
+  const ok = 'description: d\nsource: s\nmodels: [{ cpu: EPYC }]\ncmdlines: [{ append: "" }]\n'
+  fs.writeFileSync(path.join(d, 'a.yaml'), ok)
+  fs.writeFileSync(path.join(d, 'b.yaml'), ok)
+  const dup = loadQemuMatrix([d])
+  t.same(dup.boots.map(b => b.name), ['qemu: EPYC (default)'])
+  t.match(dup.errors[0], /b\.yaml: boot "qemu: EPYC \(default\)" is also in .*a\.yaml/)
+})
+
+t.test('set selection: CI=true picks the CI set', async t => {
+  t.equal(defaultSet({ CI: 'true' }), 'ci')
+  t.equal(defaultSet({}), 'full')
+})
+
+t.test('unavailable pieces are named', async t => {
+  t.equal(qemuTierUnavailable(tierPaths(), 'no-such-qemu-xyz'), 'no-such-qemu-xyz not found (apt-get install qemu-system-x86)')
+  const p = tierPaths()!
+  t.match(p.agent, /dist\/virtmiti-guest\.mjs$/)
+  t.ok(fs.existsSync(p.script), 'build script found from the package root')
+})
+
+// --- runQemuTier with injected build and boot -------------------------------------------------
+const recorded = loadRecordedBoot('skylake-server-lfence-bhi-off')
+const boot: QemuBoot = { name: bootName(recorded.cpu, recorded.append), cpu: recorded.cpu, append: recorded.append, ci: true, vcpus: 2, file: 'x.yaml' }
+const image: ImageBuild = { ok: true, image: '/img', kernel: '/vmlinuz', key: 'k', cacheHit: true, ms: 5, log: '' }
+function fakeBoot(over: Partial<BootResult> = {}, sections = sectionMap(recorded)) {
+  const calls: BootOptions[] = []
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'virtmiti-qt-'))
+  const fn = async (o: BootOptions): Promise<BootResult> => {
+    calls.push(o)
+    return {
+      ok: true, accel: 'tcg', argv: [], wallMs: 16_540, timedOut: false, exitCode: 0, signal: null, sections,
+      frames: { ...parseFrames(''), sections, done: { frames: sections.size, uptimeS: 12.27 }, errors: [] },
+      consoleLog: path.join(dir, 'console.log'), framesLog: path.join(dir, 'frames.log'), qemuStderr: '', notes: [], ...over,
+    }
+  }
+  return { fn, calls, dir }
+}
+const paths = { agent: '/a.mjs', script: '/s.sh', cacheDir: '/c' }
+
+t.test('a recorded good boot: one passing subtest with its boot-to-verdict time as a comment', async t => {
+  const b = fakeBoot()
+  let builds = 0
+  const deps: TierDeps = { build: () => { builds++; return image }, boot: b.fn }
+  const r = await runQemuTier({ boots: [boot, { ...boot, name: boot.name + ' again' }], paths, deps })
+  t.equal(builds, 1, 'image built once for all boots')
+  t.same(b.calls.map(c => [c.cpu, c.append, c.smp, c.accel, c.image, c.kernel]), [[boot.cpu, boot.append, 2, 'tcg', '/img', '/vmlinuz'], [boot.cpu, boot.append, 2, 'tcg', '/img', '/vmlinuz']])
+  t.same(r.rows.map(x => [x.status, x.seconds, x.guestDoneS]), [['pass', 16.5, 12.27], ['pass', 16.5, 12.27]])
+  const tap = tapDocument(r.points)
+  t.match(tap, /^# boot-to-verdict 16\.5 s \(QEMU start to exit; guest uptime at its last section 12\.27 s\)\n# Subtest: qemu: Skylake-Server spectre_v2=retpoline,lfence spectre_bhi=off\n/m)
+  t.match(tap, /^ok 1 - qemu: Skylake-Server spectre_v2=retpoline,lfence spectre_bhi=off$/m)
+  t.equal(fs.existsSync(b.dir), false, "a passing boot's logs are removed")
+  t.match(qemuTable(r.rows), /pass {2}16\.5s {2}qemu: Skylake-Server .* \| Vulnerable: LFENCE; .*BHI: Vulnerable \| agent lfence\/vulnerable \| predicted lfence\/vulnerable/)
+  t.match(qemuTable(r.rows), /2 boots: 2 pass, 0 fail, 0 skip, boot-to-verdict 16\.5-16\.5 s/)
+})
+
+t.test('a boot that times out fails with the error and keeps its logs', async t => {
+  const b = fakeBoot({ ok: false, error: 'no poweroff within 180000 ms: QEMU killed', timedOut: true }, new Map())
+  const r = await runQemuTier({ boots: [boot], paths, deps: { build: () => image, boot: b.fn } })
+  t.equal(r.points[0]!.ok, false)
+  t.same(r.points[0]!.sub![0]!.diag?.['error'], 'no poweroff within 180000 ms: QEMU killed')
+  t.equal(r.rows[0]!.status, 'fail')
+  t.ok(fs.existsSync(b.dir), 'logs kept')
+  t.match(r.points[0]!.comments!.join('\n'), /logs kept: /)
+})
+
+t.test("a wrong agent inside a boot fails the boot's subtest naming both values", async t => {
+  const s = sectionMap(recorded)
+  const p = JSON.parse(s.get('probe')!.output)
+  p.decision.expected.bhi = 'retpoline'
+  s.set('probe', { ...s.get('probe')!, output: JSON.stringify(p) })
+  const r = await runQemuTier({ boots: [boot], paths, deps: { build: () => image, boot: fakeBoot({}, s).fn } })
+  t.equal(r.rows[0]!.status, 'fail')
+  t.match(r.rows[0]!.failed, [/^agent's prediction for Skylake-Server/])
+  t.match(tapDocument(r.points), /predicted:\n\s+spectreV2: "lfence \(\\"Mitigation: LFENCE\\"\)"\n\s+bhi: "retpoline \(\\"BHI: Retpoline\\"\)"/)
+})
+
+t.test('unavailable tier: every boot SKIPs with the reason; a failed image build fails every boot', async t => {
+  const s = await runQemuTier({ boots: [boot], unavailable: 'qemu-system-x86_64 not found (apt-get install qemu-system-x86)', paths })
+  t.same(s.points, [{ ok: true, name: boot.name, skip: 'qemu tier unavailable here: qemu-system-x86_64 not found (apt-get install qemu-system-x86)' }])
+  t.equal(s.rows[0]!.status, 'skip')
+  const f = await runQemuTier({ boots: [boot], paths, deps: { build: () => ({ ok: false, ms: 1, log: 'a\nb\n', error: 'build-initramfs.sh exited 2: no kernel' }), boot: fakeBoot().fn } })
+  t.same([f.points[0]!.ok, f.points[0]!.diag?.['error'], f.rows[0]!.status], [false, 'build-initramfs.sh exited 2: no kernel', 'fail'])
+  t.same(await runQemuTier({ boots: [], paths }), { points: [], rows: [] })
+})
+
+// --- `scenarios run` wiring (no boot: the filter selects none, or the input is rejected) -------
+t.test('scenarios run: a qemu dir next to the cases dir is the matrix; bad files and --qemu-set are errors', async t => {
+  const { main } = await import('../cli/scenarios-run.js')
+  const { InputError, UsageError } = await import('../../bin/lib/cli.js')
+  const { builtinCasesDir } = await import('../runner/catalog.js')
+  const out = { out: '', err: '' }
+  const io = { out: (s: string) => { out.out += s }, err: (s: string) => { out.err += s } }
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'virtmiti-qs-'))
+  fs.mkdirSync(path.join(d, 'cases'))
+  fs.mkdirSync(path.join(d, 'qemu'))
+  fs.copyFileSync(path.join(builtinCasesDir()!, 'bhi-no-host.yaml'), path.join(d, 'cases', 'bhi-no-host.yaml'))
+  fs.writeFileSync(path.join(d, 'qemu', 'm.yaml'), 'description: d\nsource: s\nmodels: [{ cpu: EPYC }]\ncmdlines: [{ append: "spectre_bhi=on" }]\n')
+  // The filter matches the sim run only: no boot starts, and the qemu runs of cases SKIP with the reason.
+  t.equal(await main([path.join(d, 'cases'), '--tier', 'all', '--filter', 'bhi-no-host', '--json'], { io, isTTY: false }), 0)
+  const j = JSON.parse(out.out)
+  t.same(j.runs.map((r: { tier: string; status: string }) => [r.tier, r.status]), [['sim', 'pass'], ['kvm', j.runs[1].status], ['qemu', 'skip']])
+  t.match(j.runs[2].skip, /scenario runs on sim, kvm only/, 'cases default to sim and kvm')
+  t.equal(j.qemu, undefined, 'no boot selected: no qemu section')
+  fs.writeFileSync(path.join(d, 'qemu', 'm.yaml'), 'description: d\nsource: s\nmodels: [{ cpu: EPYC, bogus: 1 }]\ncmdlines: [{ append: "x" }]\n')
+  const e = await main([path.join(d, 'cases'), '--tier', 'qemu'], { io, isTTY: false }).then(() => undefined, x => x)
+  t.ok(e instanceof InputError)
+  t.match((e as Error).message, /bad qemu matrix file:\n.*m\.yaml:3:\d+: models\.0: Unrecognized key/)
+  const u = await main(['--tier', 'qemu', '--qemu-set', 'most'], { io, isTTY: false }).then(() => undefined, x => x)
+  t.ok(u instanceof UsageError)
+})

@@ -1,0 +1,212 @@
+// The qemu tier of `virtmiti scenarios run` (issue 7, DESIGN.md test tier 4): the matrix in
+// scenarios/qemu/*.yaml (CPU models x kernel command lines), one image build, then one boot
+// at a time (two TCG guests at once overload a 2-core machine), each boot a TAP subtest
+// "qemu: <model> <cmdline>" with the checks of host/qemu/checks.ts and its boot-to-verdict time.
+// Missing QEMU, kernel or agent bundle: every boot SKIPs with the reason, never a fake pass.
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { LineCounter, parseDocument } from 'yaml'
+import { z } from 'zod'
+import type { TapPoint } from '../../bin/lib/tap.js'
+import { packageRoot } from '../runner/catalog.js'
+import { bootGuest, type Accel, type BootOptions, type BootResult } from './boot.js'
+import { checkBoot, type BootFacts } from './checks.js'
+import { buildImage, type ImageBuild } from './image.js'
+
+// --- the matrix file -------------------------------------------------------------------------
+const cpuName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected a QEMU -cpu model name like Skylake-Server')
+const param = /^[A-Za-z0-9_.]+(=[A-Za-z0-9_.,=-]*)?$/
+export const QemuMatrixDoc = z.strictObject({
+  description: z.string().min(1),
+  source: z.string().min(1),
+  vcpus: z.union([z.bigint(), z.number()]).transform(Number).pipe(z.number().int().min(1).max(8)).optional(),
+  models: z.array(z.strictObject({ cpu: cpuName, ci: z.boolean().optional(), note: z.string().optional() })).min(1),
+  cmdlines: z.array(z.strictObject({
+    append: z.string().max(400).refine(s => s.split(' ').filter(Boolean).every(w => param.test(w)), 'expected space-separated kernel parameters (name or name=value)'),
+    ci: z.boolean().optional(), note: z.string().optional(),
+  })).min(1),
+})
+
+export interface QemuBoot { name: string; cpu: string; append: string[]; ci: boolean; vcpus: number; file: string }
+export type QemuSet = 'ci' | 'full'
+
+/** "qemu: <model> <cmdline>" (the TAP subtest name, matched by --filter). */
+export const bootName = (cpu: string, append: readonly string[]): string => `qemu: ${cpu} ${append.join(' ') || '(default)'}`
+
+export function parseQemuMatrix(text: string, file: string): { boots: QemuBoot[]; errors: string[] } {
+  const lc = new LineCounter()
+  const doc = parseDocument(text, { intAsBigInt: true, lineCounter: lc, uniqueKeys: true })
+  if (doc.errors.length) return { boots: [], errors: doc.errors.map(e => { const p = lc.linePos(e.pos[0]); return `${file}:${p.line}:${p.col}: YAML: ${e.message.split('\n')[0]}` }) }
+  const r = QemuMatrixDoc.safeParse(doc.toJS())
+  if (!r.success) {
+    return {
+      boots: [], errors: r.error.issues.map(i => {
+        const node = doc.getIn(i.path as (string | number)[], true) as { range?: [number, number, number] } | undefined
+        const p = lc.linePos(node?.range?.[0] ?? 0)
+        return `${file}:${p.line}:${p.col}: ${i.path.join('.') || '(document)'}: ${i.message}`
+      }),
+    }
+  }
+  const m = r.data
+  const boots: QemuBoot[] = []
+  for (const model of m.models) {
+    for (const c of m.cmdlines) {
+      const append = c.append.split(' ').filter(Boolean)
+      boots.push({ name: bootName(model.cpu, append), cpu: model.cpu, append, ci: model.ci === true && c.ci === true, vcpus: m.vcpus ?? 2, file })
+    }
+  }
+  return { boots, errors: [] }
+}
+
+/** Every *.yaml in the directories (sorted), boots in file order; duplicate boot names are errors. */
+export function loadQemuMatrix(dirs: readonly string[]): { boots: QemuBoot[]; errors: string[] } {
+  const boots: QemuBoot[] = []
+  const errors: string[] = []
+  const seen = new Map<string, string>()
+  for (const d of dirs) {
+    const files = fs.statSync(d).isDirectory() ? fs.readdirSync(d).filter(f => /\.ya?ml$/.test(f)).sort().map(f => path.join(d, f)) : [d]
+    for (const f of files) {
+      const r = parseQemuMatrix(fs.readFileSync(f, 'utf8'), f)
+      errors.push(...r.errors)
+      for (const b of r.boots) {
+        const other = seen.get(b.name)
+        if (other) { errors.push(`${f}: boot "${b.name}" is also in ${other}`); continue }
+        seen.set(b.name, f)
+        boots.push(b)
+      }
+    }
+  }
+  return { boots, errors }
+}
+
+export const selectSet = (boots: readonly QemuBoot[], set: QemuSet): QemuBoot[] => (set === 'ci' ? boots.filter(b => b.ci) : [...boots])
+
+/** The set when none is asked for: the CI set on CI (CI=true), else the full matrix. */
+export const defaultSet = (env: NodeJS.ProcessEnv = process.env): QemuSet => (env['CI'] === 'true' || env['CI'] === '1' ? 'ci' : 'full')
+
+export function builtinQemuDir(): string | undefined {
+  const r = packageRoot()
+  return r && path.join(r, 'scenarios', 'qemu')
+}
+
+// --- what the tier needs ---------------------------------------------------------------------
+export interface TierPaths { agent: string; script: string; cacheDir: string }
+
+export function tierPaths(root = packageRoot()): TierPaths | undefined {
+  if (!root) return undefined
+  return { agent: path.join(root, 'dist', 'virtmiti-guest.mjs'), script: path.join(root, 'host', 'qemu', 'image', 'build-initramfs.sh'), cacheDir: path.join(root, '.cache', 'qemu') }
+}
+
+/** Why the tier cannot run here (the first missing piece), or undefined. */
+export function qemuTierUnavailable(p: TierPaths | undefined, qemu = 'qemu-system-x86_64'): string | undefined {
+  const v = spawnSync(qemu, ['--version'], { stdio: 'ignore' })
+  if (v.error || v.status !== 0) return `${qemu} not found (apt-get install qemu-system-x86)`
+  const kernels = fs.existsSync('/boot') ? fs.readdirSync('/boot').filter(f => f.startsWith('vmlinuz-')) : []
+  if (kernels.length === 0) return 'no /boot/vmlinuz-* (apt-get install linux-image-amd64)'
+  const unreadable = kernels.filter(k => { try { fs.accessSync(`/boot/${k}`, fs.constants.R_OK); return false } catch { return true } })
+  if (unreadable.length === kernels.length) return `/boot/${unreadable[0]} not readable (run as root)`
+  if (!p) return 'package root (scenarios/cases) not found next to this program'
+  if (!fs.existsSync(p.script)) return `${p.script} not found (run from a checkout)`
+  if (!fs.existsSync(p.agent)) return `${p.agent} not built (make bundle)`
+  return undefined
+}
+
+// --- running it ------------------------------------------------------------------------------
+export interface BootRow {
+  name: string; cpu: string; append: string[]; status: 'pass' | 'fail' | 'skip'
+  /** Spawn to QEMU exit: the guest powers off after its last section, so this is boot to verdict. */
+  seconds?: number
+  guestDoneS?: number
+  facts?: BootFacts
+  failed?: string[]
+  error?: string
+  skip?: string
+}
+
+export interface TierDeps {
+  build: (agent: string, cacheDir: string, script: string) => ImageBuild
+  boot: (o: BootOptions) => Promise<BootResult>
+}
+const realDeps: TierDeps = { build: (a, c, s) => buildImage(a, c, process.env, s), boot: bootGuest }
+
+export interface TierOptions {
+  boots: readonly QemuBoot[]
+  /** Reason the tier cannot run (every boot SKIPs with it). */
+  unavailable?: string
+  paths?: TierPaths
+  accel?: Accel
+  timeoutMs?: number
+  /** Keep console/frames logs of every boot under this directory (failed boots are always kept). */
+  keepDir?: string
+  progress?: (done: number, total: number, name: string) => void
+  deps?: TierDeps
+}
+
+export interface TierResult { points: TapPoint[]; rows: BootRow[]; image?: { path?: string; key?: string; cacheHit?: boolean; ms: number } }
+
+const sec1 = (ms: number) => Math.round(ms / 100) / 10
+
+export async function runQemuTier(o: TierOptions): Promise<TierResult> {
+  const deps = o.deps ?? realDeps
+  const skipAll = (why: string): TierResult => ({
+    points: o.boots.map(b => ({ ok: true, name: b.name, skip: why })),
+    rows: o.boots.map(b => ({ name: b.name, cpu: b.cpu, append: b.append, status: 'skip', skip: why })),
+  })
+  if (o.boots.length === 0) return { points: [], rows: [] }
+  if (o.unavailable) return skipAll(`qemu tier unavailable here: ${o.unavailable}`)
+  if (!o.paths) return skipAll('qemu tier unavailable here: package root not found')
+  const img = deps.build(o.paths.agent, o.paths.cacheDir, o.paths.script)
+  const image = { ...(img.image ? { path: img.image } : {}), ...(img.key ? { key: img.key } : {}), ...(img.cacheHit !== undefined ? { cacheHit: img.cacheHit } : {}), ms: Math.round(img.ms) }
+  if (!img.ok || !img.image || !img.kernel) {
+    const diag = { error: img.error ?? 'no image', log: img.log.trim().split('\n').slice(-6) }
+    return {
+      image,
+      points: o.boots.map(b => ({ ok: false, name: b.name, diag })),
+      rows: o.boots.map(b => ({ name: b.name, cpu: b.cpu, append: b.append, status: 'fail', error: `image build: ${diag.error}` })),
+    }
+  }
+  const points: TapPoint[] = []
+  const rows: BootRow[] = []
+  const accel = o.accel ?? 'tcg'
+  for (const [k, b] of o.boots.entries()) {
+    const workDir = o.keepDir ? path.join(o.keepDir, b.name.replace(/^qemu: /, '').replace(/[^A-Za-z0-9_.,=-]+/g, '_')) : undefined
+    const r = await deps.boot({ image: img.image, kernel: img.kernel, cpu: b.cpu, append: b.append, smp: b.vcpus, accel, timeoutMs: o.timeoutMs ?? 180_000, ...(workDir ? { workDir } : {}) })
+    const seconds = sec1(r.wallMs)
+    const bootPoint: TapPoint = {
+      ok: r.ok, name: `QEMU boots, /init sends every section and powers off (${r.accel})`,
+      ...(r.ok ? {} : { diag: { error: r.error ?? 'boot failed', console: r.consoleLog, frames: r.framesLog, qemuStderr: r.qemuStderr.trim().split('\n').slice(-4) } }),
+    }
+    const c = checkBoot(r.sections, { cpu: b.cpu, append: b.append, accel: r.accel, vcpus: b.vcpus })
+    const sub = [bootPoint, ...c.points]
+    const ok = sub.every(p => p.ok || p.skip !== undefined)
+    const comments = [`boot-to-verdict ${seconds.toFixed(1)} s (QEMU start to exit${r.frames.done?.uptimeS !== undefined ? `; guest uptime at its last section ${r.frames.done.uptimeS} s` : ''})`, ...r.notes]
+    if (!ok) comments.push(`logs kept: ${path.dirname(r.consoleLog)}`)
+    points.push({ ok, name: b.name, sub, comments })
+    const failed = sub.filter(p => !p.ok && p.skip === undefined).map(p => p.name)
+    rows.push({
+      name: b.name, cpu: b.cpu, append: b.append, status: ok ? 'pass' : 'fail', seconds, ...(r.frames.done?.uptimeS !== undefined ? { guestDoneS: r.frames.done.uptimeS } : {}),
+      facts: c.facts, ...(failed.length ? { failed } : {}), ...(r.error ? { error: r.error } : {}),
+    })
+    // Logs of passing boots go unless asked to keep them (a boot writes ~100 kB).
+    if (ok && !o.keepDir && !workDir) fs.rmSync(path.dirname(r.consoleLog), { recursive: true, force: true })
+    o.progress?.(k + 1, o.boots.length, b.name)
+  }
+  return { points, rows, image }
+}
+
+/** One line per boot for stderr: the numbers issue 7 asks for. */
+export function qemuTable(rows: readonly BootRow[]): string {
+  if (rows.length === 0) return ''
+  const lines = rows.map(r => {
+    const f = r.facts
+    const agent = f?.agentKernel ? `agent ${f.agentKernel.spectreV2}/${f.agentKernel.bhi}` : 'agent -'
+    const pred = f?.agentExpected ? `predicted ${f.agentExpected.spectreV2}/${f.agentExpected.bhi}` : 'predicted -'
+    const st = r.status === 'fail' ? 'FAIL' : r.status
+    return `${st.padEnd(4)} ${r.seconds !== undefined ? `${r.seconds.toFixed(1)}s`.padStart(6) : '     -'}  ${r.name}  | ${f?.kernelLine ?? r.skip ?? r.error ?? '-'} | ${agent} | ${pred}`
+  })
+  const n = (s: BootRow['status']) => rows.filter(r => r.status === s).length
+  const secs = rows.filter(r => r.seconds !== undefined).map(r => r.seconds!)
+  const time = secs.length ? `, boot-to-verdict ${Math.min(...secs).toFixed(1)}-${Math.max(...secs).toFixed(1)} s (total ${secs.reduce((a, b) => a + b, 0).toFixed(0)} s)` : ''
+  return `qemu tier:\n${lines.join('\n')}\n${rows.length} boots: ${n('pass')} pass, ${n('fail')} fail, ${n('skip')} skip${time}\n`
+}
