@@ -175,7 +175,7 @@ t.test('--replay of malformed, truncated or wrong-typed files: exit 2, a message
     { name: 'empty cpus', file: put('zerocpus.json', JSON.stringify((() => { const d = doc(); d.cpus = []; return d })())), expect: [/field cpus: .*1/] },
     { name: 'wrong schema id', file: put('schema.json', JSON.stringify((() => { const d = doc(); d.schema = 'virtmiti/facts/v0'; return d })())), expect: [/field schema: .*virtmiti\/facts\/v1/] },
     { name: 'unknown field', file: put('extra.json', JSON.stringify((() => { const d = doc(); d.kernel.extra = 1; return d })())), expect: [/field kernel: .*extra/] },
-    { name: 'a JSON array', file: put('array.json', '[]'), expect: [/field \(top level\): .*object/] },
+    { name: 'a JSON array', file: put('array.json', '[]'), expect: [/field \(document\): .*object/] },
     { name: 'no such file', file: join(dir, 'absent.json'), expect: [/cannot read: ENOENT/] },
     { name: 'a directory', file: dir, expect: [/cannot read: EISDIR/] },
   ]
