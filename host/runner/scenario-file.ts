@@ -1,61 +1,31 @@
 // Load scenario files (scenarios/cases/*.yaml, issue 6): the I/O edge for contract/scenario.ts.
 // Parses YAML with intAsBigInt (DESIGN.md conventions) and turns each error path into
 // file:line:column, the field, and what was expected.
-import { readFileSync, readdirSync, statSync } from 'node:fs'
+import { readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { LineCounter, isMap, isPair, isScalar, isSeq, parseDocument, type Document } from 'yaml'
-import { scenarioFromDoc, type DocPath, type Scenario } from '../../contract/scenario.js'
+import { scenarioFromDoc, type Scenario } from '../../contract/scenario.js'
 import { fieldPath as fieldName } from '../../contract/format.js'
+import { formatLocated, locatePath, parseYamlFile, readTextFile, type LocatedError } from './yaml-file.js'
 
-export interface ScenarioFileError { file: string; line: number; column: number; field: string; message: string }
+export type ScenarioFileError = LocatedError
 export type ScenarioFileResult = { ok: true; scenario: Scenario; file: string } | { ok: false; errors: ScenarioFileError[] }
 
-export const formatScenarioError = (e: ScenarioFileError): string => `${e.file}:${e.line}:${e.column}: ${e.field}: ${e.message}`
-
+export const formatScenarioError = formatLocated
 
 export { fieldName }
 
-/** Offset of the node at `path`, or of the nearest existing ancestor (pointing at the key when the value is missing). */
-function offsetOf(doc: Document, path: DocPath): number {
-  for (let n = path.length; n >= 0; n--) {
-    const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true)
-    const range = (node as { range?: [number, number, number] } | null | undefined)?.range
-    if (range) return range[0]
-    // Missing child: point at its key in the parent map, if any.
-    if (n > 0) {
-      const parent = n === 1 ? doc.contents : doc.getIn(path.slice(0, n - 1), true)
-      if (isMap(parent)) {
-        const pair = parent.items.find(p => isPair(p) && isScalar(p.key) && p.key.value === path[n - 1])
-        if (pair && isScalar(pair.key) && pair.key.range) return pair.key.range[0]
-      }
-      if (isSeq(parent) && typeof path[n - 1] === 'number') continue
-    }
-  }
-  return 0
-}
-
 /** Parse one scenario file's text; `file` names it in errors. */
 export function parseScenario(text: string, file: string): ScenarioFileResult {
-  const lineCounter = new LineCounter()
-  const doc = parseDocument(text, { intAsBigInt: true, lineCounter, prettyErrors: false, uniqueKeys: true })
-  const at = (offset: number, field: string, message: string): ScenarioFileError => {
-    const { line, col } = lineCounter.linePos(offset)
-    return { file, line, column: col, field, message }
-  }
-  if (doc.errors.length > 0) return { ok: false, errors: doc.errors.map(e => at(e.pos[0], '(document)', `YAML syntax: ${e.message.split('\n')[0]}`)) }
-  const r = scenarioFromDoc(doc.toJS())
-  if (r.ok) return { ok: true, scenario: r.scenario, file }
-  return { ok: false, errors: r.errors.map(e => at(offsetOf(doc, e.path), fieldName(e.path), e.message)) }
+  const r = parseYamlFile(text, file, doc => {
+    const x = scenarioFromDoc(doc)
+    return x.ok ? { ok: true, value: x.scenario } : x
+  })
+  return r.ok ? { ok: true, scenario: r.value, file } : r
 }
 
 export function loadScenarioFile(path: string): ScenarioFileResult {
-  let text: string
-  try {
-    text = readFileSync(path, 'utf8')
-  } catch (err) {
-    return { ok: false, errors: [{ file: path, line: 1, column: 1, field: '(file)', message: `cannot read: ${(err as Error).message}` }] }
-  }
-  return parseScenario(text, path)
+  const t = readTextFile(path)
+  return t.ok ? parseScenario(t.text, path) : t
 }
 
 export interface LoadedScenarios {
@@ -96,8 +66,6 @@ export function loadScenarios(paths: readonly string[]): LoadedScenarios {
 }
 
 function parseScenarioNameOffset(file: string): { line: number; column: number } {
-  const lc = new LineCounter()
-  const doc = parseDocument(readFileSync(file, 'utf8'), { intAsBigInt: true, lineCounter: lc })
-  const { line, col } = lc.linePos(offsetOf(doc, ['name']))
-  return { line, column: col }
+  const t = readTextFile(file)
+  return t.ok ? locatePath(t.text, ['name']) : { line: 1, column: 1 }
 }
