@@ -17,13 +17,14 @@ export interface SelftestDeps {
   between?: (testName: string) => Promise<void>
 }
 
-export const SELFTEST_USAGE = `usage: virtmiti guest selftest [--cpu N|all] [--tap-version 13|14]
+export const SELFTEST_USAGE = `usage: virtmiti guest selftest [--cpu N|all] [--tap] [--tap-version 13|14]
 
 In-guest conformance tests of the VMM's virtual mitigation MSRs (CONTRACT.md section 3), one
 named TAP test per rule: gating by ARCH_CAPABILITIES bit 63 and VIRTUAL_ENUMERATION bit 0;
 the ENUM MSRs are read-only; every non-enumerated CTRL bit faults (64 bits tried); enumerated
 values read back; CTRL is per vCPU; the SPEC_CTRL shadow. Every value changed is restored,
-also when a test fails or the run is interrupted (SIGINT/SIGTERM).
+also when a test fails or the run is interrupted (SIGINT/SIGTERM). The output is always TAP;
+--tap is accepted for symmetry with the other commands (DESIGN.md: --tap means TAP 14).
 
 exit: 0 pass; 1 the VMM broke a rule (the failing test names it); 2 usage error;
 3 could not tell (msr driver missing, not permitted); 4 skipped (not enumerated).
@@ -32,6 +33,7 @@ exit: 0 pass; 1 the VMM broke a rule (the failing test names it); 2 usage error;
 const OPTIONS = {
   cpu: { type: 'string' },
   'tap-version': { type: 'string' },
+  tap: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const
 

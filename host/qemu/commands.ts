@@ -28,8 +28,7 @@ export function agentCommands(agent = AGENT_PATH): GuestCommand[] {
   return [
     { name: 'probe', command: `node ${agent} probe --json` },
     { name: 'report', command: `node ${agent} report --json` },
-    // TAP is the selftest's default output; the bundle's selftest refuses `--tap` (seen 14:05).
-    { name: 'selftest', command: `node ${agent} selftest` },
+    { name: 'selftest', command: `node ${agent} selftest --tap` },
   ]
 }
 
