@@ -246,8 +246,7 @@ export function selectWish(kernel: { bhi: BhiMode; retpoline: Tri; sysfs: boolea
 
 // ---- Discovery chain, per CPU (CONTRACT.md section 3) ---------------------------------------
 
-export function selectVirt(c: CpuFacts, wish: MitiCtrlWish): VirtEnumeration {
-  const v = viewCpu(c)
+export function selectVirt(c: CpuFacts, wish: MitiCtrlWish, v: CpuView = viewCpu(c)): VirtEnumeration {
   const m = (i: number) => c.msr[msrKey(i)]
   const not = (reached: VirtEnumeration['reached'], text: string): VirtEnumeration =>
     ({ cpu: c.cpu, reached, enumerated: false, reason: why('virt.chain', text, S3) })
@@ -270,8 +269,7 @@ export function selectVirt(c: CpuFacts, wish: MitiCtrlWish): VirtEnumeration {
 
 // ---- CPUs that disagree -----------------------------------------------------------------------
 
-function signatureOf(c: CpuFacts): Record<string, string> {
-  const v = viewCpu(c)
+function signatureOf(c: CpuFacts, v: CpuView): Record<string, string> {
   const val = (i: number) => { const f = c.msr[msrKey(i)]; return !f ? '-' : 'value' in f ? f.value.toString(16) : 'fault' in f ? f.fault.errno : 'skipped' }
   return {
     'vendor': String(v.vendor), 'family/model/stepping': `${v.family}/${v.model}/${v.stepping}`, 'hypervisor bit': String(v.hypervisor),
@@ -281,12 +279,14 @@ function signatureOf(c: CpuFacts): Record<string, string> {
   }
 }
 
-export function findDisagreements(cpus: CpuFacts[]): { cpu: number; what: string }[] {
+/** `views[i]` is viewCpu(cpus[i]), computed once by the caller (decide) for all steps. */
+export function findDisagreements(cpus: CpuFacts[], views: CpuView[] = cpus.map(viewCpu)): { cpu: number; what: string }[] {
   if (cpus.length < 2) return []
-  const ref = signatureOf(cpus[0]!)
+  const ref = signatureOf(cpus[0]!, views[0]!)
   const out: { cpu: number; what: string }[] = []
-  for (const c of cpus.slice(1)) {
-    const s = signatureOf(c)
+  for (let i = 1; i < cpus.length; i++) {
+    const c = cpus[i]!
+    const s = signatureOf(c, views[i]!)
     for (const k of Object.keys(ref)) if (s[k] !== ref[k]) out.push({ cpu: c.cpu, what: `${k} differs from CPU ${cpus[0]!.cpu}` })
   }
   return out
@@ -295,8 +295,9 @@ export function findDisagreements(cpus: CpuFacts[]): { cpu: number; what: string
 // ---- The whole decision -------------------------------------------------------------------------
 
 export function decide(facts: Facts): Decision {
-  const boot = facts.cpus[0]!
-  const v = viewCpu(boot)
+  // One view per CPU, shared by every step below (the probe's per-CPU cost is on this path).
+  const views = facts.cpus.map(viewCpu)
+  const v = views[0]!
   const policy = parseCmdline(facts.kernel.cmdline ?? '')
   const line = facts.kernel.vulnerabilities['spectre_v2']
   const sys: SpectreV2Sysfs | undefined = line !== undefined ? parseSpectreV2(line) : undefined
@@ -319,7 +320,7 @@ export function decide(facts: Facts): Decision {
     mismatches.push({ what: 'bhi', kernel: sys.bhiText ?? BHI_MODE_TEXT[kernel.bhi], expected: BHI_MODE_TEXT[bhi.value], reason: bhi.reasons[bhi.reasons.length - 1]! })
   }
   const { wish, reasons: wishReasons } = selectWish({ bhi: kernel.bhi, retpoline: kernel.retpoline, sysfs: sys !== undefined })
-  const virt = facts.cpus.map(c => selectVirt(c, wish))
+  const virt = facts.cpus.map((c, i) => selectVirt(c, wish, views[i]))
   return {
     cpu: { vendor: v.vendor ?? 'unknown', family: v.family ?? -1, model: v.model ?? -1, stepping: v.stepping ?? -1, hypervisor: v.hypervisor ?? false },
     bhiAffected: affected,
@@ -330,6 +331,6 @@ export function decide(facts: Facts): Decision {
     wishReasons,
     virt,
     enumerated: virt.length > 0 && virt.every(x => x.enumerated),
-    disagreements: findDisagreements(facts.cpus),
+    disagreements: findDisagreements(facts.cpus, views),
   }
 }

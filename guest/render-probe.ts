@@ -2,7 +2,7 @@
 import type { ChalkInstance } from 'chalk'
 import { decode, hex } from '../contract/bits.js'
 import type { Decision } from '../contract/decision-types.js'
-import { viewCpu } from '../contract/decide.js'
+import { viewCpu, type CpuView } from '../contract/decide.js'
 import type { Facts } from '../contract/facts.js'
 import { ARCH_CAPABILITIES, CPUID_7_0_EDX, CPUID_7_2_EDX, MITI_CTRL_BHB_CLEAR_SEQ_S_USED, MITI_CTRL_RETPOLINE_S_USED } from '../contract/registers.js'
 import { BHI_MODE_TEXT, V2_MODE_TEXT } from '../contract/sysfs-spectre-v2.js'
@@ -19,15 +19,21 @@ const names32 = (reg: typeof CPUID_7_0_EDX, w: number | undefined): string => {
   return s
 }
 
-/** One row per group of CPUs that show the same values. */
-function cpuRows(facts: Facts, d: Decision): string[][] {
+/**
+ * Whether the discovery chain could not even start on this CPU: IA32_ARCH_CAPABILITIES (or CPUID
+ * leaf 7) unreadable, so selectVirt (contract/decide.ts) stops at 'none' without an answer.
+ */
+const chainUndetermined = (view: CpuView): boolean => view.archCap === undefined
+
+/** One row per group of CPUs that show the same values; `views[i]` is viewCpu(facts.cpus[i]). */
+function cpuRows(facts: Facts, d: Decision, views: CpuView[]): string[][] {
   const rows = new Map<string, { cpus: number[]; cols: string[] }>()
   const virtOf = new Map(d.virt.map(x => [x.cpu, x])) // not d.virt.find per CPU: quadratic at 256+ CPUs
-  for (const c of facts.cpus) {
-    const v = viewCpu(c)
+  facts.cpus.forEach((c, i) => {
+    const v = views[i]!
     const virt = virtOf.get(c.cpu)!
     const ac = v.archCap === null ? 'none' : v.archCap === undefined ? 'unreadable' : hex(v.archCap)
-    const virtCol = virt.enumerated ? `ENUM ${hex(virt.mitiEnum!)}` : virt.reached === 'none' && v.archCap === undefined ? 'cannot tell' : 'not enumerated'
+    const virtCol = virt.enumerated ? `ENUM ${hex(virt.mitiEnum!)}` : chainUndetermined(v) ? 'cannot tell' : 'not enumerated'
     const ctrl = virt.mitiCtrl === undefined ? '-' : virt.wanted === virt.mitiCtrl ? `${hex(virt.mitiCtrl)} (kept)` : `${hex(virt.mitiCtrl)} -> ${hex(virt.wanted!)}`
     const cols = [
       v.vendor ?? '?', v.family === undefined ? '?' : `${v.family}/0x${v.model!.toString(16)}/${v.stepping}`, v.hypervisor ? 'yes' : 'no',
@@ -37,7 +43,7 @@ function cpuRows(facts: Facts, d: Decision): string[][] {
     const g = rows.get(key) ?? { cpus: [], cols }
     g.cpus.push(c.cpu)
     rows.set(key, g)
-  }
+  })
   return [...rows.values()].map(g => [cpuRanges(g.cpus), ...g.cols])
 }
 
@@ -52,8 +58,9 @@ export function renderHuman(facts: Facts, d: Decision, findings: Finding[], exit
   const out: string[] = []
   out.push(c.bold(`virtmiti guest probe: ${facts.platform}, ${facts.cpus.length} CPU${facts.cpus.length === 1 ? '' : 's'}, kernel ${facts.kernel.release ?? 'unknown'}`))
   out.push('')
-  out.push(...table([['CPUs', 'vendor', 'fam/model/step', 'HV', 'CPUID.(7,0):EDX', 'CPUID.(7,2):EDX', 'ARCH_CAP', 'virtual MSRs', 'MITI_CTRL'], ...cpuRows(facts, d)]))
-  const acs = new Set(facts.cpus.map(x => viewCpu(x).archCap).filter((x): x is bigint => typeof x === 'bigint'))
+  const views = facts.cpus.map(viewCpu)
+  out.push(...table([['CPUs', 'vendor', 'fam/model/step', 'HV', 'CPUID.(7,0):EDX', 'CPUID.(7,2):EDX', 'ARCH_CAP', 'virtual MSRs', 'MITI_CTRL'], ...cpuRows(facts, d, views)]))
+  const acs = new Set(views.map(x => x.archCap).filter((x): x is bigint => typeof x === 'bigint'))
   for (const v of acs) out.push(`  ARCH_CAP ${hex(v)} = ${decode(ARCH_CAPABILITIES, v).join(' ') || '(none)'}`)
   out.push('')
   out.push(c.bold('Kernel'))
@@ -103,7 +110,7 @@ export function probeTap(facts: Facts, d: Decision, findings: Finding[]): TapPoi
     else if (unknown) pts.push({ ok: true, name, skip: 'cannot predict or read this choice: ' + ([...d.expected.reasons].reverse().find(r => r.rule.startsWith(what === 'bhi' ? 'bhi.' : 'v2.'))?.text ?? 'unknown') })
     else pts.push({ ok: true, name })
   }
-  const tell = d.virt.every(v => !(v.reached === 'none' && v.reason.text.includes('cannot tell')))
+  const tell = !facts.cpus.some(c => chainUndetermined(viewCpu(c)))
   pts.push(tell ? { ok: true, name: 'virtual MSR enumeration determined on every CPU', diag: { enumerated: d.enumerated } }
     : { ok: false, name: 'virtual MSR enumeration determined on every CPU', diag: { cannotTell: cannot } })
   return pts
