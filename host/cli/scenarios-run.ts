@@ -29,11 +29,17 @@ decision -> MITI_CTRL write -> VMM response -> host check, on each tier.
   --jobs N          runs in flight at once (default 1; the chain is synchronous, so this only
                     overlaps the selftest's yields; results keep their order)
   --exhaustive      also run the exhaustive matrix over every relevant bit (sim tier)
+  --cpuid MODE      kvm tier, CPUID bits this host's KVM pins (each run proves them with a
+                    complement VM and says so in its own "CPUID origin" point, SKIP naming the
+                    bits): overlay (default) answers them from the VMM's table and still runs
+                    every MSR access on real vCPUs; strict skips such runs whole
+  --no-cpuid-proof  kvm tier: compare CPUID instead of proving it (implies --cpuid strict)
   --qemu-set S      ci | full: which boots of the qemu matrix (scenarios/qemu/*.yaml, or a
                     qemu directory next to a given cases DIR) the qemu tier runs (default full;
                     ci when CI=true). Scenario cases SKIP on the qemu tier: QEMU implements no
                     virtual MSRs; its tier boots real Linux guests and checks the agent there.
-Exit: 0 all passed (skips allowed); 1 a run failed; 2 usage or bad scenario file.
+Exit: 0 all passed (skipped points and runs allowed); 1 a run failed; 2 usage or bad scenario
+file; 4 every selected run was skipped (DESIGN.md exit codes).
 `
 
 export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = {}): Promise<number> {
@@ -47,6 +53,8 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
     jobs: { type: 'string', default: '1' },
     exhaustive: { type: 'boolean', default: false },
     'qemu-set': { type: 'string' },
+    cpuid: { type: 'string', default: 'overlay' },
+    'no-cpuid-proof': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   }, true)
   if (values.help) { io.out(HELP); return EXIT.OK }
@@ -62,6 +70,8 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
   if (!sh) throw new UsageError(`scenarios run: --shard must be i/n with 1 <= i <= n, got "${values.shard}"`)
   const qemuSet = values['qemu-set'] ?? defaultSet()
   if (qemuSet !== 'ci' && qemuSet !== 'full') throw new UsageError(`scenarios run: --qemu-set must be ci or full, got "${qemuSet}"`)
+  const cpuidMode = values.cpuid!
+  if (cpuidMode !== 'overlay' && cpuidMode !== 'strict') throw new UsageError(`scenarios run: --cpuid must be overlay or strict, got "${cpuidMode}"`)
   let filter: RegExp | undefined
   try { filter = values.filter === undefined ? undefined : globRe(values.filter) } catch { throw new UsageError(`scenarios run: bad --filter glob "${values.filter}"`) }
 
@@ -82,7 +92,7 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
   const ctx: RunContext = { cpus, machines: {} }
   // Unknown catalog ids or profiles fail their runs with the reason (runUnit); tiers resolve here.
   if (tiers.includes('sim')) ctx.machines.sim = simMachine
-  if (tiers.includes('kvm')) ctx.machines.kvm = await kvmMachine()
+  if (tiers.includes('kvm')) ctx.machines.kvm = await kvmMachine({ cpuid: cpuidMode, ...(values['no-cpuid-proof'] ? { prove: false } : {}) })
   if (tiers.includes('qemu')) ctx.machines.qemu = { unavailable: 'scenario cases do not run on the qemu tier: QEMU implements no virtual MSRs (its tier boots the scenarios/qemu matrix instead)' }
   // The qemu matrix: built-in, or a `qemu` directory next to each given cases path (as for `cpus`).
   let qemuBoots: QemuBoot[] = []
@@ -95,6 +105,11 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
 
   const all = makeUnits(loaded.scenarios, tiers).filter(u => matchesFilter(u, filter))
   const units = shard(all, sh.i, sh.n)
+  const exhaustiveSelected = values.exhaustive && tiers.includes('sim') && sh.i === 1 && matchesFilter({ scenario: { name: EXHAUSTIVE_NAME }, name: `${EXHAUSTIVE_NAME} [sim]` }, filter)
+  // Nothing to run is an input error, not a pass (a typo in --filter must not go green).
+  if (units.length === 0 && qemuBoots.length === 0 && !exhaustiveSelected) {
+    throw new InputError(`scenarios run: nothing selected: ${loaded.scenarios.length} scenario(s) in ${paths.join(', ')}${values.filter !== undefined ? `, none matching --filter "${values.filter}"` : ''}${sh.n > 1 ? ` in shard ${sh.i}/${sh.n}` : ''} on tier ${tierArg}`)
+  }
   const tty = opts.isTTY ?? process.stderr.isTTY === true
   const progress = tty ? (d: number, t: number, name: string) => io.err(`\r\x1b[K[${d}/${t}] ${name}`) : undefined
   const t0 = performance.now()
@@ -104,7 +119,7 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
   const comments: string[] = []
   // The exhaustive matrix is one more unit, on the sim tier, subject to --filter and to shard 1.
   let exhaustive: Awaited<ReturnType<typeof runExhaustive>> | undefined
-  if (values.exhaustive && tiers.includes('sim') && sh.i === 1 && matchesFilter({ scenario: { name: EXHAUSTIVE_NAME }, name: `${EXHAUSTIVE_NAME} [sim]` }, filter)) {
+  if (exhaustiveSelected) {
     exhaustive = runExhaustive()
     points.push(exhaustive.point)
     comments.push(`# exhaustive: ${exhaustive.cases} cases (${exhaustive.refused} of them refused userspace forces; ${exhaustive.guestRuns} guest runs, ${exhaustive.vmmRuns} VMM runs), ${exhaustive.ms.toFixed(0)} ms wall, ${exhaustive.cpuMs.toFixed(0)} ms CPU`)
@@ -135,5 +150,8 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
     io.out(tapDocument(points, version) + comments.join('\n') + (comments.length ? '\n' : ''))
   }
   io.err(summaryTable(results, tiers) + (qemu ? qemuTable(qemu.rows) : '') + (exhaustive ? `exhaustive matrix: ${exhaustive.point.ok ? 'pass' : 'FAIL'}, ${exhaustive.cases} cases in ${exhaustive.ms.toFixed(0)} ms (${exhaustive.cpuMs.toFixed(0)} ms CPU)\n` : '') + `wall time ${((performance.now() - t0) / 1000).toFixed(2)} s\n`)
-  return failed ? EXIT.VIOLATION : EXIT.OK
+  if (failed) return EXIT.VIOLATION
+  // DESIGN.md: 4 only when the whole run cannot apply, i.e. every selected run was skipped.
+  const ran = results.some(r => r.status === 'pass') || exhaustive !== undefined || (qemu?.rows.some(r => r.status === 'pass') ?? false)
+  return ran ? EXIT.OK : EXIT.SKIP
 }

@@ -26,9 +26,17 @@ Runs the reference VMM on /dev/kvm: real vCPUs (a tiny payload guest per vCPU) a
 model M (KVM_SET_CPUID2, and IA32_ARCH_CAPABILITIES through the MSR filter), the VMM profile P
 answers their MSR-filter exits (CONTRACT.md section 5: userspace emulates the virtual MSRs),
 the unchanged guest agent runs in them (probe, report with real WRMSRs, kernel SPEC_CTRL step,
-selftest), and \`host check\` verifies the VMM's published per-vCPU state. The output says which
-CPUID leaves the guest really got from the VMM and which this host imposes; a model whose
-contract bits the guest would see differently is skipped with that reason, never faked.
+selftest), and \`host check\` verifies the VMM's published per-vCPU state. It is the same chain
+and the same VM builder as \`scenarios run --tier kvm\`.
+
+CPUID this host cannot present: each run proves, with a complement VM, which contract CPUID bits
+the vCPU really takes from KVM_SET_CPUID2. Some hosts' KVM pins CPUID.(7,0) (SPEC_CTRL,
+ARCH_CAPABILITIES) whatever is asked. The run's "CPUID origin" point is ok when every bit the
+agent reads came from the vCPU, and SKIPs naming the pinned leaf, register and bits otherwise.
+By default (--cpuid overlay) the guest's CPUID reads of those bits are then answered from the
+VMM's own table, and every MSR access still runs on real vCPUs (filter exits, #GP injection,
+per-vCPU state); each run also measures that 0x10A / 0x48 still exit to the VMM when the vCPU's
+own CPUID lacks their bits, and SKIPs the run if they do not.
 
 Options:
   --cpu-model M          presented CPU (catalog id, scenarios/cpus/M.yaml)
@@ -39,15 +47,17 @@ Options:
                          "RDCL_NO,IBRS_ALL" ("" for an empty value); bit 63 is the profile's
   --spectre-v2 LINE      the guest kernel's spectre_v2 sysfs line (default: retpoline + SW loop)
   --cmdline LINE         the guest kernel's /proc/cmdline (default "${DEFAULT_CMDLINE}")
-  --no-cpuid-proof       skip the complement-VM proof of CPUID origins (compare only)
+  --cpuid MODE           overlay (default): answer host-pinned CPUID bits from the VMM's table;
+                         strict: skip the run when the guest would see a contract bit otherwise
+  --no-cpuid-proof       skip the complement-VM proof of CPUID origins (compare only; implies strict)
   --tap-version 13|14    TAP version (default 14; 13 flattens subtests)
   --json                 JSON (schema ${VMM_RUN_SCHEMA_ID}) instead of TAP
   -h, --help             this help
 
 Exit: 0 the verdict of a correct VMM; 1 a violation (each named by rule and bit); 2 usage
 error (also a profile the contract refuses on this host); 3 could not tell (a KVM ioctl failed
-or the payload stopped: no verdict); 4 skipped (no usable /dev/kvm, or this host cannot present
-the model: reason printed).
+or the payload stopped: no verdict); 4 skipped (no usable /dev/kvm; with --cpuid strict, or when
+the filter does not route 0x10A / 0x48 here, this host cannot present the model: reason printed).
 `
 
 const bigHex = (_k: string, v: unknown) => (typeof v === 'bigint' ? hex(v) : v)
@@ -64,7 +74,7 @@ export async function main(argv: string[], deps: VmmRunDeps = {}): Promise<numbe
     o = parse('host vmm run', args, {
       'cpu-model': { type: 'string' }, profile: { type: 'string' }, vcpus: { type: 'string' }, 'host-cpu': { type: 'string' },
       'arch-capabilities': { type: 'string' }, 'spectre-v2': { type: 'string' }, cmdline: { type: 'string' },
-      'no-cpuid-proof': { type: 'boolean' }, 'tap-version': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      'no-cpuid-proof': { type: 'boolean' }, cpuid: { type: 'string' }, 'tap-version': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     }).values
   } catch (e) {
     return usage((e as Error).message.replace(/^host vmm run: /, ''))
@@ -74,6 +84,8 @@ export async function main(argv: string[], deps: VmmRunDeps = {}): Promise<numbe
   if (tv !== '13' && tv !== '14') return usage(`--tap-version wants 13 or 14, got "${tv}"`)
   if (o.json && o['tap-version'] !== undefined) return usage('--json and --tap-version are exclusive')
   if (!o['cpu-model'] || !o.profile) return usage('--cpu-model M and --profile P are required')
+  const cpuidMode = o.cpuid ?? 'overlay'
+  if (cpuidMode !== 'overlay' && cpuidMode !== 'strict') return usage(`--cpuid wants overlay or strict, got "${o.cpuid}"`)
   const vcpus = o.vcpus === undefined ? 2 : Number(o.vcpus)
   if (!/^\d{1,4}$/.test(o.vcpus ?? '2') || !Number.isInteger(vcpus) || vcpus < 1 || vcpus > MAX_VCPUS) return usage(`--vcpus wants an integer 1..${MAX_VCPUS}, got "${o.vcpus}"`)
 
@@ -112,7 +124,7 @@ export async function main(argv: string[], deps: VmmRunDeps = {}): Promise<numbe
       cpuModel: model, hostCaps, profile, vcpus,
       kernel: { cmdline: o.cmdline ?? DEFAULT_CMDLINE, spectreV2: o['spectre-v2'] ?? DEFAULT_SPECTRE_V2 },
       ...(archCapabilities !== undefined ? { archCapabilities } : {}),
-      proveCpuid: o['no-cpuid-proof'] !== true,
+      proveCpuid: o['no-cpuid-proof'] !== true, cpuid: cpuidMode,
     })
   } catch (e) {
     // A profile the contract refuses on this host (e.g. a userspace force of a bit the host lacks, v3 01/10).
@@ -142,7 +154,7 @@ export async function main(argv: string[], deps: VmmRunDeps = {}): Promise<numbe
   } else {
     const top = [{ ok: r.ok, name: `vmm run: ${model.id} presented on a ${host.id} host, profile ${profile.name}, ${vcpus} vCPUs`, sub: r.points, ...(r.skipReason !== undefined ? { skip: r.skipReason } : {}) }]
     const comments: string[] = []
-    if (r.timings) comments.push(`# timing: VM create ${r.timings.createMs.toFixed(1)} ms; VM create to verdict ${r.timings.totalMs.toFixed(1)} ms (report ${r.timings.reportMs.toFixed(1)}, selftest ${r.timings.selftestMs.toFixed(1)}, check ${r.timings.checkMs.toFixed(1)}); CPUID proof ${r.timings.proofMs.toFixed(1)} ms`)
+    if (r.timings) comments.push(`# timing: VM create ${r.timings.createMs.toFixed(1)} ms (CPUID proof and filter-exit measurement ${r.timings.proofMs.toFixed(1)} ms of it); VM create to verdict ${r.timings.totalMs.toFixed(1)} ms (report ${r.timings.reportMs.toFixed(1)}, selftest ${r.timings.selftestMs.toFixed(1)}, check ${r.timings.checkMs.toFixed(1)})`)
     if (r.ops) comments.push(`# guest ops (real CPUID/RDMSR/WRMSR): report ${r.ops.report}, selftest ${r.ops.selftest}`)
     for (const f of r.failures.slice(0, 50)) comments.push(`# FAIL ${f.replace(/\n/g, ' ')}`)
     io.out(tapDocument(top, Number(tv) as TapVersion) + (comments.length ? comments.join('\n') + '\n' : ''))

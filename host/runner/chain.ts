@@ -13,10 +13,15 @@ import {
 import type { Scenario } from '../../contract/scenario.js'
 import type { MitiCtrlWish } from '../../contract/miti-ctrl.js'
 import type { Platform } from '../../guest/platform.js'
+import type { Facts } from '../../contract/facts.js'
+import type { Decision } from '../../contract/decision-types.js'
+import type { VmmState } from '../../contract/vmm-state-json.js'
+import type { TapPoint } from '../../bin/lib/tap.js'
+import type { CpuidFidelity } from '../vmm/live/cpuid-fidelity.js'
 import { probe } from '../../guest/probe.js'
-import { runReport } from '../../guest/apply/report.js'
-import { RULES, runSelftest } from '../../guest/selftest/run.js'
-import { check } from '../check/check.js'
+import { runReport, type ReportRun } from '../../guest/apply/report.js'
+import { RULES, runSelftest, type SelftestResult } from '../../guest/selftest/run.js'
+import { check, type CheckResult } from '../check/check.js'
 import { expectForCtrl } from '../check/expect.js'
 import type { VmmEmulation } from '../vmm/emulation.js'
 import type { VmmProfile } from '../vmm/profile.js'
@@ -35,8 +40,25 @@ export interface ChainSetup {
   files: Record<string, string>
 }
 
-/** A guest platform and the VMM emulation behind it; close() releases real resources (kvm). */
-export interface GuestMachine { platform: Platform; vmm: VmmEmulation; close(): void }
+/**
+ * A guest platform and the VMM emulation behind it; close() releases real resources (kvm).
+ * A tier may add its own points to every run (kvm: CPUID origin, filter exits), or say that the
+ * run cannot stand for the scenario on this host (skip: the chain does not run).
+ */
+export interface GuestMachine {
+  platform: Platform
+  vmm: VmmEmulation
+  close(): void
+  tierPoints?: TapPoint[]
+  skip?: string
+  /** Guest operations executed so far (kvm: real CPUID/RDMSR/WRMSR by the payload). */
+  ops?(): number
+  /** Milliseconds the tier took to create the machine, and of that its CPUID proof and filter-exit measurement. */
+  createMs?: number
+  proofMs?: number
+  /** Where the CPUID the agent read came from (kvm tier). */
+  cpuid?: CpuidFidelity
+}
 export type MachineFactory = (s: ChainSetup) => GuestMachine
 
 /** One failed check, stage-qualified: check.<item>, selftest.<rule>, reset.<item> (contract/scenario.ts CAUGHT_RE). */
@@ -55,6 +77,32 @@ export interface Observed {
   notes: string[]
 }
 
+export interface ChainTimings { createMs: number; proofMs: number; probeMs: number; reportMs: number; checkMs: number; selftestMs: number; totalMs: number }
+
+/**
+ * Everything one run of the chain saw, for every consumer (scenario runner, `host vmm run`, the
+ * benchmarks): one chain, no second copy (issue 10).
+ */
+export interface ChainRun {
+  observed: Observed
+  /** Tier points (CPUID origin, filter exits); with skip, the only points there are. */
+  tierPoints: TapPoint[]
+  skip?: string
+  cpuid?: CpuidFidelity
+  facts?: Facts
+  decision?: Decision
+  report?: ReportRun
+  kernelStep?: TapPoint
+  /** VMM state after the report and the kernel step (what the first host check saw). */
+  state?: VmmState
+  check?: CheckResult
+  selftest?: SelftestResult
+  /** Host check after the selftest (it must restore every value it changed). */
+  checkAfterSelftest?: CheckResult
+  timings?: ChainTimings
+  ops?: { report: number; selftest: number }
+}
+
 /** The presented CPU and guest files for a scenario (what the VMM shows the guest). */
 export function chainSetup(s: Scenario, host: CpuModel, guest: CpuModel, profile: VmmProfile): ChainSetup {
   const ac = s.guest.archCapabilities === undefined ? guest.archCapabilities
@@ -68,12 +116,15 @@ export function chainSetup(s: Scenario, host: CpuModel, guest: CpuModel, profile
   }
 }
 
+const DMI_UUID = '/sys/class/dmi/id/product_uuid'
+
 export function guestFiles(cmdline: string, spectreV2: string): Record<string, string> {
   return {
     '/sys/devices/system/cpu/vulnerabilities/spectre_v2': spectreV2 + '\n',
     '/proc/cmdline': cmdline + '\n',
     '/proc/sys/kernel/osrelease': '6.12.0-virtmiti-scenario\n',
-    '/sys/class/dmi/id/product_uuid': SCENARIO_VM_UUID + '\n',
+    // DMI may spell the UUID upper-case; the agent lower-cases it (guest/apply/report.ts readUuid).
+    [DMI_UUID]: SCENARIO_VM_UUID.toUpperCase() + '\n',
   }
 }
 
@@ -83,45 +134,79 @@ export const failureNames = (f: StageFailure, bit: string): boolean =>
   new RegExp(`\\b${bit}\\b`).test(f.message) || new RegExp(`\\b${bit}\\b`).test(stringify(f.diag ?? {}))
 
 /**
- * The guest kernel's own SPEC_CTRL use: write at boot, read back (what a guest kernel does on each CPU).
- * IBRS for an eIBRS kernel (Linux bugs.c spectre_v2_select_mitigation sets SPEC_CTRL_IBRS), else 0.
- * This exercises the forced bits' survival and the shadow read (CONTRACT.md section 5).
+ * The guest kernel's own SPEC_CTRL use: write at boot, read back, on each CPU whose CPUID has
+ * SPEC_CTRL. IBRS for an eIBRS kernel (Linux bugs.c spectre_v2_select_mitigation sets
+ * SPEC_CTRL_IBRS), else 0. This exercises the forced bits' survival and the shadow read
+ * (CONTRACT.md section 5). A fault is the VMM's: the MSR exists (CPUID says so) and the value is
+ * architectural.
  */
-export function kernelSpecCtrl(p: Platform, spectreV2: string, cpus: number[]): string[] {
-  const notes: string[] = []
-  const k = /^Mitigation: Enhanced/.test(spectreV2) ? SPEC_CTRL_IBRS : 0n
+export function kernelSpecCtrl(p: Platform, spectreV2: string, cpus: readonly number[]): TapPoint {
+  const value = /^Mitigation: Enhanced/.test(spectreV2) ? SPEC_CTRL_IBRS : 0n
+  const bad: string[] = [], skipped: number[] = []
   for (const c of cpus) {
     const l7 = p.cpuid(c, 7, 0)
-    if (!l7.ok || !hasBit32(l7.regs.edx, CPUID7_EDX_SPEC_CTRL)) { notes.push(`cpu ${c}: no SPEC_CTRL, kernel step skipped`); continue }
-    const w = p.wrmsr(c, MSR.SPEC_CTRL, k)
-    if (!w.ok) notes.push(`cpu ${c}: kernel SPEC_CTRL write faulted: ${w.fault.message}`)
-    p.rdmsr(c, MSR.SPEC_CTRL)
+    if (!l7.ok || !hasBit32(l7.regs.edx, CPUID7_EDX_SPEC_CTRL)) { skipped.push(c); continue }
+    const w = p.wrmsr(c, MSR.SPEC_CTRL, value)
+    const r = p.rdmsr(c, MSR.SPEC_CTRL)
+    if (!w.ok) bad.push(`cpu ${c}: WRMSR SPEC_CTRL ${hex(value)} faulted (${w.fault.message})`)
+    else if (!r.ok) bad.push(`cpu ${c}: RDMSR SPEC_CTRL faulted (${r.fault.message})`)
   }
-  return notes
+  const name = `guest kernel writes SPEC_CTRL ${hex(value)}${value ? ` (${decode(SPEC_CTRL, value).join(', ')})` : ''} and reads it back on every CPU`
+  if (skipped.length === cpus.length) return { ok: true, name, skip: 'no IA32_SPEC_CTRL (CPUID.(7,0):EDX[26] clear)' }
+  return { ok: bad.length === 0, name, ...(bad.length ? { diag: { found: bad, source: 'CONTRACT.md section 5; Intel SDM IA32_SPEC_CTRL' } } : {}) }
 }
 
-interface Started { m: GuestMachine; observed: Observed }
+const checkFailures = (stage: string, label: string, r: CheckResult): StageFailure[] => [
+  ...r.vm.filter(i => !i.ok).map(i => ({ id: `${stage}.${i.id}`, message: `${label}VM: ${i.message}`, ...(i.diag ? { diag: i.diag } : {}) })),
+  ...r.vcpus.flatMap(c => c.items.filter(i => !i.ok).map(i => ({ id: `${stage}.${i.id}`, message: `${label}vCPU ${c.index}: ${i.message}`, ...(i.diag ? { diag: i.diag } : {}) }))),
+]
+
+interface Started { m: GuestMachine; run: ChainRun; t0: number }
+
+const skippedRun = (m: GuestMachine): ChainRun => ({
+  observed: { decision: { bhbClearSeqSUsed: 'unknown', retpolineSUsed: 'unknown' }, enumerated: false, vcpus: [], failures: [], reportExit: 0, notes: [] },
+  tierPoints: m.tierPoints ?? [], skip: m.skip!, ...(m.cpuid ? { cpuid: m.cpuid } : {}),
+})
 
 /** Everything up to and including the host check (synchronous). */
-function start(setup: ChainSetup, make: MachineFactory, spectreV2: string): Started {
+function start(setup: ChainSetup, make: MachineFactory, spectreV2: string, vmUuid: string): Started {
+  const t0 = performance.now()
   const m = make(setup)
   try {
+    if (m.skip !== undefined) return { m, run: skippedRun(m), t0 }
     const { platform, vmm } = m
+    const ops0 = m.ops?.() ?? 0
+    const tp = performance.now()
     const cpus = platform.cpus()
     const facts = probe(platform, cpus)
+    const probeMs = performance.now() - tp
     const decision = decide(facts)
     const run = runReport(platform, facts, decision, { dryRun: false, now: FIXED_NOW, agentVersion: 'scenario-runner' })
-    const notes = [...run.notes, ...kernelSpecCtrl(platform, spectreV2, cpus)]
-    const state = vmmStateJson(vmm, SCENARIO_VM_UUID)
+    const kernelStep = kernelSpecCtrl(platform, spectreV2, cpus)
+    const reportMs = performance.now() - tp
+    const reportOps = (m.ops?.() ?? 0) - ops0
+    const tc = performance.now()
+    const state = vmmStateJson(vmm, vmUuid)
     const vcpus = vmm.states().map(s => ({ mitiCtrl: s.mitiCtrl, forcedMask: s.forcedMask, forcedValue: s.forcedValue }))
     const failures: StageFailure[] = []
     // The agent's own verdict (DESIGN.md exit codes): 1 = it saw a violation, 3 = it could not tell.
     if (run.exitCode !== 0) failures.push({ id: 'guest.report', message: `guest report exited ${run.exitCode}: ${run.notes.join('; ')}`, diag: { cpus: run.report.cpus } })
+    if (!kernelStep.ok) failures.push({ id: 'guest.kernel-spec-ctrl', message: `guest kernel SPEC_CTRL step: ${kernelStep.name}`, ...(kernelStep.diag ? { diag: kernelStep.diag } : {}) })
     // Host check against the independent host caps (the host CPU model), not the VMM's own claim.
-    const r = check(run.report, state, setup.hostCaps)
-    for (const i of r.vm) if (!i.ok) failures.push({ id: `check.${i.id}`, message: `VM: ${i.message}`, ...(i.diag ? { diag: i.diag } : {}) })
-    for (const c of r.vcpus) for (const i of c.items) if (!i.ok) failures.push({ id: `check.${i.id}`, message: `vCPU ${c.index}: ${i.message}`, ...(i.diag ? { diag: i.diag } : {}) })
-    return { m, observed: { decision: { ...decision.wish }, enumerated: run.report.enumerated, vcpus, failures, reportExit: run.exitCode, notes } }
+    const c1 = check(run.report, state, setup.hostCaps)
+    failures.push(...checkFailures('check', '', c1))
+    const checkMs = performance.now() - tc
+    const notes = [...run.notes, ...(kernelStep.skip ? [`kernel SPEC_CTRL step skipped: ${kernelStep.skip}`] : [])]
+    return {
+      m, t0,
+      run: {
+        observed: { decision: { ...decision.wish }, enumerated: run.report.enumerated, vcpus, failures, reportExit: run.exitCode, notes },
+        tierPoints: m.tierPoints ?? [], ...(m.cpuid ? { cpuid: m.cpuid } : {}),
+        facts, decision, report: run, kernelStep, state, check: c1,
+        timings: { createMs: m.createMs ?? 0, proofMs: m.proofMs ?? 0, probeMs, reportMs, checkMs, selftestMs: 0, totalMs: 0 },
+        ops: { report: reportOps, selftest: 0 },
+      },
+    }
   } catch (err) {
     m.close()
     throw err
@@ -147,27 +232,48 @@ function resetCheck(setup: ChainSetup, vmm: VmmEmulation, failures: StageFailure
 
 /** The chain without the selftest, synchronously (the exhaustive matrix runs this). */
 export function runChainSync(setup: ChainSetup, make: MachineFactory, spectreV2: string): Observed {
-  const { m, observed } = start(setup, make, spectreV2)
+  const { m, run } = start(setup, make, spectreV2, SCENARIO_VM_UUID)
   try {
-    resetCheck(setup, m.vmm, observed.failures)
-    return observed
+    if (run.skip === undefined) resetCheck(setup, m.vmm, run.observed.failures)
+    return run.observed
   } finally {
     m.close()
   }
 }
 
-/** The whole chain: report, kernel step, host check, in-guest selftest, vCPU reset. */
-export async function runChain(setup: ChainSetup, make: MachineFactory, spectreV2: string): Promise<Observed> {
-  const { m, observed } = start(setup, make, spectreV2)
+export interface ChainOptions {
+  /** The VM's UUID, as the guest reads it and the VMM state names it (default SCENARIO_VM_UUID). */
+  vmUuid?: string
+}
+
+/**
+ * The whole chain: report, kernel step, host check, in-guest selftest, host check again (the
+ * selftest must leave the state the report made), vCPU reset (CONTRACT.md section 3).
+ */
+export async function runChain(setup: ChainSetup, make: MachineFactory, spectreV2: string, o: ChainOptions = {}): Promise<ChainRun> {
+  const vmUuid = o.vmUuid ?? SCENARIO_VM_UUID
+  const { m, run, t0 } = start({ ...setup, files: { ...setup.files, [DMI_UUID]: vmUuid.toUpperCase() + '\n' } }, make, spectreV2, vmUuid)
   try {
+    if (run.skip !== undefined) return run
+    const failures = run.observed.failures
+    const ts = performance.now()
+    const ops0 = m.ops?.() ?? 0
     const st = await runSelftest(m.platform, { between: async () => {} })
+    run.ops!.selftest = (m.ops?.() ?? 0) - ops0
+    run.timings!.selftestMs = performance.now() - ts
+    run.selftest = st
     const keyOf = new Map<string, string>(Object.entries(RULES).map(([k, v]) => [v, k]))
     for (const pt of st.points) {
       if (pt.ok || pt.skip !== undefined) continue
-      observed.failures.push({ id: `selftest.${keyOf.get(pt.name) ?? 'unknown'}`, message: pt.name, ...(pt.diag ? { diag: pt.diag } : {}) })
+      failures.push({ id: `selftest.${keyOf.get(pt.name) ?? 'unknown'}`, message: pt.name, ...(pt.diag ? { diag: pt.diag } : {}) })
     }
-    resetCheck(setup, m.vmm, observed.failures)
-    return observed
+    const tc = performance.now()
+    run.checkAfterSelftest = check(run.report!.report, vmmStateJson(m.vmm, vmUuid), setup.hostCaps)
+    failures.push(...checkFailures('check-after-selftest', 'after the selftest: ', run.checkAfterSelftest))
+    run.timings!.checkMs += performance.now() - tc
+    run.timings!.totalMs = performance.now() - t0
+    resetCheck(setup, m.vmm, failures)
+    return run
   } finally {
     m.close()
   }

@@ -57,6 +57,19 @@ export function guestCpuidTable(supported: readonly CpuidEntry[], presented: Pre
   return table
 }
 
+/** The registers `table` gives (leaf, subleaf), zeros where it has no entry (as KVM answers). */
+export function tableRegs(table: readonly CpuidEntry[], leaf: number, subleaf: number): CpuidRegs {
+  const e = table.find(x => x.function === leaf && (x.index === subleaf || !(x.flags & KVM_CPUID_FLAG_SIGNIFICANT_INDEX)))
+  return e ? { eax: e.eax, ebx: e.ebx, ecx: e.ecx, edx: e.edx } : { eax: 0, ebx: 0, ecx: 0, edx: 0 }
+}
+
+/** regs with the bits of `mask` taken from `want` (the VMM's table answering for the vCPU). */
+export function overlayRegs(regs: CpuidRegs, mask: Partial<CpuidRegs>, want: CpuidRegs): CpuidRegs {
+  const out = { ...regs }
+  for (const r of REGS) out[r] = ((regs[r] & ~(mask[r] ?? 0)) | (want[r] & (mask[r] ?? 0))) >>> 0
+  return out
+}
+
 /** Per contract leaf: did the vCPU's executed CPUID show what KVM_SET_CPUID2 asked for? */
 export interface LeafOrigin {
   leaf: string
@@ -76,8 +89,7 @@ export interface LeafOrigin {
 export function cpuidOrigins(requested: readonly CpuidEntry[], seen: Readonly<Record<string, CpuidRegs>>): LeafOrigin[] {
   return Object.keys(PRESENTED_BITS).filter(k => seen[k]).map(key => {
     const { leaf, subleaf } = parseKey(key)
-    const e = requested.find(x => x.function === leaf && (x.index === subleaf || !(x.flags & KVM_CPUID_FLAG_SIGNIFICANT_INDEX)))
-    const req: CpuidRegs = e ? { eax: e.eax, ebx: e.ebx, ecx: e.ecx, edx: e.edx } : { eax: 0, ebx: 0, ecx: 0, edx: 0 }
+    const req = tableRegs(requested, leaf, subleaf)
     const got = seen[key]!
     const bits = PRESENTED_BITS[key]!
     const differs = { eax: 0, ebx: 0, ecx: 0, edx: 0 }

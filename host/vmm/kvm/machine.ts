@@ -18,6 +18,7 @@ import { createVcpu, enableCap, setMsrFilter, setTssAddr, setUserMemoryRegion, t
 import { getRegs, getSregs, mapRun, run, setCpuid2, setRegs, setSregs } from './vcpu.js'
 import { GUEST_MEM_SIZE, MAX_VCPUS, MB, OP, SIGNAL_PORT, TSS_ADDR, mailboxBase, writeImage, type OpKind } from './payload.js'
 import { guestCpuidTable } from './cpuid-table.js'
+import type { CpuidLens } from './host-cpuid.js'
 
 /** What the payload reports for one op. */
 export type OpResult = { fault: false; out: [number, number, number, number] } | { fault: true }
@@ -43,7 +44,7 @@ export class PayloadVcpu {
   private closed = false
 
   constructor(readonly id: number, readonly fd: number, private readonly runMap: Mapping, mem: ArrayBuffer,
-    readonly handler: VcpuMsrHandler) {
+    readonly handler: VcpuMsrHandler, private readonly lens?: CpuidLens) {
     this.runView = new DataView(runMap.buffer)
     this.mb = new DataView(mem, mailboxBase(id), 0x20)
     this.routed = new Set(handler.indices)
@@ -113,7 +114,16 @@ export class PayloadVcpu {
     return { fault: false, out: [mb.getUint32(MB.OUT0, true), mb.getUint32(MB.OUT1, true), mb.getUint32(MB.OUT2, true), mb.getUint32(MB.OUT3, true)] }
   }
 
-  cpuid(leaf: number, subleaf: number): OpResult { return this.op(OP.CPUID, leaf, subleaf) }
+  /** CPUID as the guest executes it (through the injected host behaviour, when there is one). */
+  cpuid(leaf: number, subleaf: number): OpResult {
+    const r = this.rawCpuid(leaf, subleaf)
+    if (r.fault || !this.lens) return r
+    const [eax, ebx, ecx, edx] = r.out
+    const v = this.lens(leaf, subleaf, { eax, ebx, ecx, edx })
+    return { fault: false, out: [v.eax, v.ebx, v.ecx, v.edx] }
+  }
+  /** CPUID as this host's KVM really answers it, whatever lens a test injected. */
+  rawCpuid(leaf: number, subleaf: number): OpResult { return this.op(OP.CPUID, leaf, subleaf) }
   rdmsr(index: number): OpResult { return this.op(OP.RDMSR, index) }
   wrmsr(index: number, value: bigint): OpResult {
     const v = BigInt.asUintN(64, value)
@@ -128,6 +138,11 @@ export interface BuildVmOptions {
   handler: (vcpu: number) => VcpuMsrHandler
   /** Change the KVM_SET_CPUID2 table before it is set (the CPUID control VM of cpuid-proof.ts). */
   cpuidTransform?: (table: CpuidEntry[]) => CpuidEntry[]
+  /**
+   * Tests only: stand in for another host's KVM CPUID handling (host-cpuid.ts), applied to what
+   * each vCPU executes. Given the table that was set, it returns the lens for the vCPUs.
+   */
+  hostCpuid?: (table: readonly CpuidEntry[]) => CpuidLens
 }
 
 export interface KvmVm {
@@ -198,6 +213,7 @@ export function buildVm(opts: BuildVmOptions): KvmVm {
     const supported = getSupportedCpuid(kvm)
     const base = guestCpuidTable(supported, opts.presented)
     const cpuidTable = opts.cpuidTransform ? opts.cpuidTransform(base) : base
+    const lens = opts.hostCpuid?.(cpuidTable)
 
     const vm = createVm(kvm); fds.push(vm)
     setTssAddr(vm, TSS_ADDR)
@@ -226,7 +242,7 @@ export function buildVm(opts: BuildVmOptions): KvmVm {
       setSregs(fd, s)
       const r = getRegs(fd)
       setRegs(fd, { ...r, rip: BigInt(entry), rsp: 0x1000n, rflags: 0x2n })
-      const v = new PayloadVcpu(i, fd, runMap, mem.buffer, handlers[i]!)
+      const v = new PayloadVcpu(i, fd, runMap, mem.buffer, handlers[i]!, lens)
       v.runToSignal() // first signal: the payload is ready for ops
       vcpus.push(v)
     }

@@ -36,9 +36,21 @@ const NAMED: Record<string, Partial<Record<Reg, Record<number, string>>>> = {
   '0x7.2': { edx: { [CPUID7_2_EDX_RRSBA_CTRL]: 'RRSBA_CTRL', [CPUID7_2_EDX_BHI_CTRL]: 'BHI_CTRL' } },
 }
 
-const leafName = (key: string) => {
+export const leafName = (key: string): string => {
   const [l, s] = key.split('.')
   return `CPUID.(${Number(l) >= 0x40000000 ? l : Number(l)},${s})`
+}
+
+/** "EAX" for a whole register, else "EDX[26] SPEC_CTRL, EDX[29] ARCH_CAPABILITIES". */
+export function describeMask(leaf: string, reg: Reg, mask: number): string {
+  if (mask >>> 0 === ALL) return reg.toUpperCase()
+  const out: string[] = []
+  for (let n = 0; n < 32; n++) {
+    if (!((mask >>> n) & 1)) continue
+    const name = NAMED[leaf]?.[reg]?.[n]
+    out.push(`${reg.toUpperCase()}[${n}]${name ? ` ${name}` : ''}`)
+  }
+  return out.join(', ')
 }
 
 /** "CPUID.(7,0):EDX[29] ARCH_CAPABILITIES is 1 in the guest, the model says 0" for each differing contract bit. */

@@ -13,7 +13,7 @@ import { hostCapsFromCpu } from '../../../contract/host-caps.js'
 import { loadCpuCatalog } from '../../runner/cpus.js'
 import { profileByName } from '../profiles.js'
 import { liveTierUnavailable } from '../kvm/machine.js'
-import { runLive, runLiveScenario, type LiveOptions, type LiveResult } from './run-live.js'
+import { runLive, type LiveOptions, type LiveResult } from './run-live.js'
 
 const skip = liveTierUnavailable()
 const catalog = loadCpuCatalog(join(fileURLToPath(import.meta.url), '../../../../scenarios/cpus'))
@@ -72,31 +72,62 @@ for (const [cpu, what, v2, extra, e] of PASSING) {
   })
 }
 
-t.test('live: the model\'s own skylake-sp (no ARCH_CAPABILITIES) is refused where the host imposes CPUID.(7,0):EDX[29], else not enumerated', { skip }, async t => {
-  const r = await runLive(opts('skylake-sp', 'reference', IBRS_SW_LOOP))
-  if (r.skipReason !== undefined) {
-    // KVM-NOTES.md: this kind of host replaces CPUID.(7,0) EDX with its own; the guest would see ARCH_CAPABILITIES.
-    t.equal(r.exitCode, 4)
-    t.match(r.skipReason, /CPUID\.\(7,0\):EDX\[29\] ARCH_CAPABILITIES is 1 in the guest, the presented model says 0/)
-    t.match(r.cpuid?.statement ?? '', /CPUID\.\(7,0\) EAX\/EDX is this host's, not the presented model's/)
-    t.equal(r.report, undefined, 'no guest run was faked')
-  } else {
-    // A host that honours the table: no ARCH_CAPABILITIES, so nothing is enumerated and nothing written (section 3).
-    t.equal(r.exitCode, 0)
+// The model's own skylake-sp has no ARCH_CAPABILITIES (CPUID.(7,0):EDX[29] clear). Default
+// (overlay): the agent is shown the model's CPUID whatever this host's KVM pins, so it finds
+// nothing enumerated and writes nothing (CONTRACT.md section 3 step 1), on every kind of host.
+for (const hostCpuid of [undefined, 'honours', 'pins-0', 'pins-1'] as const) {
+  t.test(`live overlay${hostCpuid ? ` (host KVM injected: ${hostCpuid})` : ' (this host\'s real KVM)'}: skylake-sp without ARCH_CAPABILITIES is not enumerated, nothing written`, { skip }, async t => {
+    const r = await runLive(opts('skylake-sp', 'reference', IBRS_SW_LOOP, hostCpuid ? { hostCpuid } : {}))
+    t.equal(r.skipReason, undefined, 'runs on real vCPUs')
+    t.equal(r.exitCode, 0, r.failures.join('\n'))
     t.equal(r.report?.enumerated, false)
     t.same(r.state?.vcpus.map(v => v.mitiCtrl), ['0x0', '0x0'])
-  }
+  })
+}
+
+// --cpuid strict: skylake-sp has SPEC_CTRL (EDX[26]) and no ARCH_CAPABILITIES (EDX[29]). A host that
+// pins EDX[29] to 1 shows the guest an ARCH_CAPABILITIES the model lacks; one that pins EDX[26] to 0
+// hides its SPEC_CTRL: either way the run cannot stand for the model and SKIPs naming the bit. A
+// host that honours the table runs it. Injected, so every case runs on any machine.
+t.test('live strict: skylake-sp SKIPs naming the bit a pinning host shows otherwise, runs where the table is honoured', { skip }, async t => {
+  const pins1 = await runLive(opts('skylake-sp', 'reference', IBRS_SW_LOOP, { hostCpuid: 'pins-1', cpuid: 'strict' }))
+  t.equal(pins1.exitCode, 4)
+  t.match(pins1.skipReason ?? '', /CPUID\.\(7,0\):EDX\[29\] ARCH_CAPABILITIES is 1 in the guest, the presented model says 0/)
+  t.equal(pins1.report, undefined, 'no guest run was faked')
+  const pins0 = await runLive(opts('skylake-sp', 'reference', IBRS_SW_LOOP, { hostCpuid: 'pins-0', cpuid: 'strict' }))
+  t.equal(pins0.exitCode, 4)
+  t.match(pins0.skipReason ?? '', /CPUID\.\(7,0\):EDX\[26\] SPEC_CTRL is 0 in the guest, the presented model says 1/)
+  t.notMatch(pins0.skipReason ?? '', /EDX\[29\]/, 'EDX[29] is pinned to the model\'s own 0: not a reason')
+  const honours = await runLive(opts('skylake-sp', 'reference', IBRS_SW_LOOP, { hostCpuid: 'honours', cpuid: 'strict' }))
+  t.equal(honours.exitCode, 0, honours.failures.join('\n'))
+  t.equal(honours.report?.enumerated, false, 'not enumerated')
+  t.equal(honours.points[0]!.skip, undefined, 'CPUID origin proven from the vCPU')
 })
 
-t.test('live: CPUID.(7,2) and the vendor reach the guest from KVM_SET_CPUID2 (proven both ways)', { skip }, async t => {
-  const r = await runLive(opts('sapphire-rapids', 'reference', EIBRS_BHI_DIS_S))
-  t.ok(r.cpuid, 'CPUID fidelity reported')
-  t.ok(r.cpuid!.asPresented.includes('0x7.2'), 'CPUID.(7,2) as presented (BHI_CTRL reaches the guest)')
-  t.ok(r.cpuid!.asPresented.includes('0x0.0'), 'vendor as presented')
-  t.same(r.cpuid!.blocking, [], 'no contract bit differs for sapphire-rapids')
-  t.match(r.cpuid!.statement, /CPUID\.\(7,2\)[^;]*proven with a complement VM/)
-  t.comment(r.cpuid!.statement)
-})
+// Which leaves this host honours is measured (the complement-VM proof), never assumed: every
+// contract bit that differs from the model must lie in a leaf the proof found host-pinned, and
+// with a host that honours the table (injected) every leaf reaches the guest as presented.
+for (const hostCpuid of [undefined, 'honours'] as const) {
+  t.test(`live: CPUID differs from the model only in leaves the proof found host-pinned${hostCpuid ? ' (host KVM injected: honours)' : ' (this host\'s real KVM)'}`, { skip }, async t => {
+    const r = await runLive(opts('sapphire-rapids', 'reference', EIBRS_BHI_DIS_S, hostCpuid ? { hostCpuid } : {}))
+    const c = r.cpuid!
+    t.ok(c, 'CPUID fidelity reported')
+    const pinned = c.hostPinned.map(h => h.leaf)
+    for (const leaf of ['0x0.0', '0x1.0', '0x7.0', '0x7.2', '0x40000000.0']) t.ok(c.asPresented.includes(leaf) || pinned.includes(leaf), `${leaf}: as presented or host-pinned`)
+    const pinnedNames = pinned.map(l => `CPUID.(${l.startsWith('0x4') ? l.split('.')[0] : Number(l.split('.')[0])},${l.split('.')[1]})`)
+    for (const b of c.blocking) t.ok(pinnedNames.some(n => b.startsWith(n + ':')), `${b}: in a host-pinned leaf`)
+    if (hostCpuid === 'honours') {
+      t.same(c.hostPinned, [], 'nothing pinned')
+      t.same(c.blocking, [], 'no contract bit differs')
+      t.equal(r.points[0]!.skip, undefined, 'CPUID origin ok')
+    } else {
+      if (c.blocking.length) t.match(r.points[0]!.skip ?? '', /this host's KVM pins it/, 'a contract bit differs: the CPUID-origin point SKIPs naming it')
+    }
+    t.equal(r.exitCode, 0, r.failures.join('\n'))
+    t.match(c.statement, /proven with a complement VM/)
+    t.comment(c.statement)
+  })
+}
 
 // Faulty VMMs: the diagnostic must name the wrong bit.
 t.test('live faulty forces-nothing: caught by host check naming RRSBA_DIS_S and BHI_DIS_S on every vCPU', { skip }, async t => {
@@ -147,13 +178,16 @@ t.test('live: a VMM that does not advertise the MSRs passes with nothing written
   t.equal(r.selftest?.exitCode, 4, 'selftest skips: not enumerated')
 })
 
-t.test('runLiveScenario: same input as runLive, { ok, points } out', { skip }, async t => {
-  const ok = await runLiveScenario(opts('cascade-lake', 'reference', RETPOLINE_SW_LOOP, { proveCpuid: false }))
-  t.equal(ok.ok, true)
-  t.equal(ok.skipReason, undefined)
-  t.ok(ok.points.length >= 6, 'CPUID, probe, report, kernel step, checks, selftest points')
-  t.match(ok.points[0]!.name, /compared, not proven/, 'without the proof the statement says so')
-  const bad = await runLiveScenario(opts('cascade-lake', 'forces-nothing', RETPOLINE_SW_LOOP, { proveCpuid: false }))
+// --no-cpuid-proof compares only, so nothing is known to be pinned: strict. A host that pins
+// SPEC_CTRL/ARCH_CAPABILITIES to 0 cannot show cascade-lake's, and the run SKIPs naming them.
+t.test('live --no-cpuid-proof: compared, not proven; implies strict', { skip }, async t => {
+  const ok = await runLive(opts('cascade-lake', 'reference', RETPOLINE_SW_LOOP, { proveCpuid: false, hostCpuid: 'honours' }))
+  t.equal(ok.exitCode, 0, ok.failures.join('\n'))
+  t.match(ok.points[0]!.skip ?? '', /not proven \(--no-cpuid-proof\)/, 'the CPUID-origin point says it was not proven')
+  const pinned = await runLive(opts('cascade-lake', 'reference', RETPOLINE_SW_LOOP, { proveCpuid: false, hostCpuid: 'pins-0' }))
+  t.equal(pinned.exitCode, 4)
+  t.match(pinned.skipReason ?? '', /EDX\[26\] SPEC_CTRL is 0 in the guest, the presented model says 1; CPUID\.\(7,0\):EDX\[29\] ARCH_CAPABILITIES is 0 in the guest/)
+  const bad = await runLive(opts('cascade-lake', 'forces-nothing', RETPOLINE_SW_LOOP, { proveCpuid: false, hostCpuid: 'honours' }))
   t.equal(bad.ok, false)
   t.ok(bad.points.some(p => !p.ok))
 })

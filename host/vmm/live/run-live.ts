@@ -1,36 +1,27 @@
-// The live KVM tier end to end (issue 5): the reference VMM emulation (host/vmm/emulation.ts)
-// answers the MSR-filter exits of real vCPUs on /dev/kvm (host/vmm/kvm), the unchanged guest
-// agent runs in them through the kvm Platform (probe -> decide -> report, real WRMSRs), the
-// guest kernel's own SPEC_CTRL step, `host check` on the VMM's published state, the in-guest
-// selftest, and `host check` again (the selftest must leave the state the report made).
-// This is the VMM shape CONTRACT.md section 5 gives (Sean Christopherson,
-// ZmepkZfLIvj_st5W@google.com): userspace advertises the virtual MSRs and emulates them through
-// KVM_CAP_X86_USER_SPACE_MSR + KVM_X86_SET_MSR_FILTER. Without a usable /dev/kvm it skips with
-// the reason (DESIGN.md exit 4); it never fakes a pass.
+// `host vmm run` (issue 5) on the one live-KVM path (issue 10): the scenario chain
+// (host/runner/chain.ts: probe -> decide -> report with real WRMSRs -> the guest kernel's
+// SPEC_CTRL step -> host check -> selftest -> host check -> vCPU reset) on payload vCPUs built by
+// host/vmm/live/machine.ts, whose MSR-filter exits the reference emulation answers. This is the
+// VMM shape CONTRACT.md section 5 gives (Sean Christopherson, ZmepkZfLIvj_st5W@google.com):
+// userspace advertises the virtual MSRs and emulates them through KVM_CAP_X86_USER_SPACE_MSR +
+// KVM_X86_SET_MSR_FILTER. Without a usable /dev/kvm it skips with the reason (DESIGN.md exit 4).
 import { randomUUID } from 'node:crypto'
-import { decode, hex } from '../../../contract/bits.js'
 import type { CpuModel, PresentedCpu } from '../../../contract/cpu-model.js'
-import { decide } from '../../../contract/decide.js'
 import type { HostCaps } from '../../../contract/host-caps.js'
 import type { GuestReport } from '../../../contract/report-json.js'
-import { CPUID7_EDX_SPEC_CTRL, MSR, SPEC_CTRL, SPEC_CTRL_IBRS, hasBit32 } from '../../../contract/registers.js'
 import type { VmmState } from '../../../contract/vmm-state-json.js'
 import type { TapPoint } from '../../../bin/lib/tap.js'
-import type { Platform } from '../../../guest/platform.js'
-import { probe } from '../../../guest/probe.js'
-import { cpuList, runReport } from '../../../guest/apply/report.js'
-import { runSelftest, type SelftestResult } from '../../../guest/selftest/run.js'
-import { check, type CheckResult } from '../../check/check.js'
+import { cpuList } from '../../../guest/apply/report.js'
+import type { SelftestResult } from '../../../guest/selftest/run.js'
+import { guestFiles, runChain, type ChainRun, type ChainTimings } from '../../runner/chain.js'
+import type { CheckResult } from '../../check/check.js'
 import { checkTapPoints } from '../../check/render.js'
-import { createVmm } from '../emulation.js'
 import type { VmmProfile } from '../profile.js'
-import { vmmStateJson } from '../state.js'
 import { liveTierUnavailable } from '../kvm/machine.js'
-import { kvmPlatform, type KvmPlatform } from '../kvm/platform.js'
-import { proveCpuid } from '../kvm/cpuid-proof.js'
-import { cpuidFidelity, type CpuidFidelity } from './cpuid-fidelity.js'
-
-export const LIVE_AGENT_VERSION = 'virtmiti-live'
+import type { KvmCpuidBehaviour } from '../kvm/host-cpuid.js'
+import { liveMachine } from './machine.js'
+import type { CpuidMode } from './cpuid-plan.js'
+import type { CpuidFidelity } from './cpuid-fidelity.js'
 
 export interface LiveOptions {
   /** The CPU model the VMM presents to the guest (KVM_SET_CPUID2 + the emulated ARCH_CAPABILITIES). */
@@ -45,25 +36,16 @@ export interface LiveOptions {
   archCapabilities?: bigint | null
   /** CPUID.1:ECX[31]; default true. */
   hypervisor?: boolean
-  /** Prove CPUID origins with a complement VM (2 extra 1-vCPU VMs, a few ms each); default true. */
+  /** Prove CPUID origins with a complement VM (2 extra 1-vCPU VMs, a few ms each); default true; false implies strict. */
   proveCpuid?: boolean
-  /** Report timestamp (default now). The VM UUID is always fresh per VM. */
-  now?: Date
+  /** What to do about CPUID bits this host's KVM pins: overlay (default) or strict (cpuid-plan.ts). */
+  cpuid?: CpuidMode
+  /** Tests only: stand in for a host whose KVM handles KVM_SET_CPUID2 this way. */
+  hostCpuid?: KvmCpuidBehaviour
 }
 
-export interface LiveTimings {
-  /** open /dev/kvm .. every vCPU at its first signal (KvmVm.createMs). */
-  createMs: number
-  /** VM create .. final verdict (the wall time of one live scenario). */
-  totalMs: number
-  probeMs: number
-  /** probe + decide + report + kernel step. */
-  reportMs: number
-  selftestMs: number
-  checkMs: number
-  /** Complement-VM CPUID proof (outside totalMs). */
-  proofMs: number
-}
+/** createMs: the CPUID proof and filter-exit measurement (proofMs) plus the run's VM up to every vCPU's first signal; totalMs: create .. verdict. */
+export type LiveTimings = ChainTimings
 
 export interface LiveResult {
   /** true: the verdict is that of a correct VMM. A skipped run is ok with skipReason set. */
@@ -88,42 +70,52 @@ export interface LiveResult {
   failures: string[]
 }
 
-/** The guest files a payload VM offers (it has no kernel): the kernel's state and the VM's DMI UUID. */
-export function liveFiles(kernel: LiveOptions['kernel'], vmUuid: string): Record<string, string> {
-  return {
-    '/proc/cmdline': kernel.cmdline + '\n',
-    '/sys/devices/system/cpu/vulnerabilities/spectre_v2': kernel.spectreV2 + '\n',
-    // DMI spells the UUID upper-case; the agent lower-cases it (guest/apply/report.ts readUuid).
-    '/sys/class/dmi/id/product_uuid': vmUuid.toUpperCase() + '\n',
-    '/proc/sys/kernel/osrelease': '6.12.0-virtmiti-live\n',
-  }
-}
-
-/**
- * The guest kernel's own SPEC_CTRL use on each CPU: write at boot and read back. An eIBRS kernel
- * sets IBRS (Linux bugs.c spectre_v2_select_mitigation), others write 0. The read is what lets the
- * host check see whether forced bits leak into the guest's view (CONTRACT.md section 5).
- */
-export function kernelSpecCtrlStep(p: Platform, spectreV2: string): TapPoint {
-  const value = /^Mitigation: Enhanced/.test(spectreV2) ? SPEC_CTRL_IBRS : 0n
-  const bad: string[] = [], skipped: number[] = []
-  for (const c of p.cpus()) {
-    const l7 = p.cpuid(c, 7, 0)
-    if (!l7.ok || !hasBit32(l7.regs.edx, CPUID7_EDX_SPEC_CTRL)) { skipped.push(c); continue }
-    const w = p.wrmsr(c, MSR.SPEC_CTRL, value)
-    const r = p.rdmsr(c, MSR.SPEC_CTRL)
-    if (!w.ok) bad.push(`cpu ${c}: WRMSR SPEC_CTRL ${hex(value)} faulted (${w.fault.message})`)
-    else if (!r.ok) bad.push(`cpu ${c}: RDMSR SPEC_CTRL faulted (${r.fault.message})`)
-  }
-  const name = `guest kernel writes SPEC_CTRL ${hex(value)}${value ? ` (${decode(SPEC_CTRL, value).join(', ')})` : ''} and reads it back on every CPU`
-  if (skipped.length === p.cpus().length) return { ok: true, name, skip: 'no IA32_SPEC_CTRL (CPUID.(7,0):EDX[26] clear)' }
-  // Faults here are the VMM's: SPEC_CTRL exists (CPUID says so) and the value is architectural.
-  return { ok: bad.length === 0, name, ...(bad.length ? { diag: { found: bad, source: 'CONTRACT.md section 5; Intel SDM IA32_SPEC_CTRL' } } : {}) }
-}
-
-const totalOps = (pf: KvmPlatform) => pf.vm.vcpus.reduce((n, v) => n + v.stats.ops, 0)
 const skipResult = (why: string, extra: Partial<LiveResult> = {}): LiveResult =>
   ({ ok: true, exitCode: 4, skipReason: why, points: [{ ok: true, name: 'live KVM tier', skip: why }], failures: [], ...extra })
+
+/** The stage points of one chain run, in the order the chain ran them. */
+export function livePoints(r: ChainRun, vmUuid: string): TapPoint[] {
+  const points = [...r.tierPoints]
+  const { facts, decision, report: run } = r
+  if (!facts || !decision || !run || !r.check) return points
+  const enumerated = run.report.cpus.filter(c => c.mitiEnum !== undefined).map(c => c.cpu)
+  points.push({
+    ok: true,
+    name: `probe: ${facts.cpus.length} vCPUs; virtual MSRs ${enumerated.length ? `enumerated on cpu ${cpuList(enumerated)} (MITI_ENUM ${run.report.cpus.find(c => c.mitiEnum)?.mitiEnum})` : 'not enumerated'}; decision BHB_CLEAR_SEQ_S_USED=${decision.wish.bhbClearSeqSUsed} RETPOLINE_S_USED=${decision.wish.retpolineSUsed} (kernel BHI: ${decision.kernel.bhi})`,
+    diag: { reasons: decision.wishReasons.map(x => `${x.rule}: ${x.text} (${x.source})`) },
+  })
+  points.push({
+    ok: run.exitCode === 0,
+    name: `guest report: exit ${run.exitCode}${run.notes.length ? `; ${run.notes.join('; ')}` : ''}`,
+    sub: run.perCpu.map(p => ({
+      ok: p.severity === 'ok',
+      name: `cpu ${p.entry.cpu}: ${p.entry.outcome}${p.entry.readBack !== undefined ? `, MITI_CTRL read back ${p.entry.readBack}` : ''}${p.entry.wanted !== undefined ? ` (wanted ${p.entry.wanted})` : ''}`,
+      ...(p.entry.fault ? { diag: { fault: p.entry.fault } } : {}),
+    })),
+  })
+  if (r.kernelStep) points.push(r.kernelStep)
+  points.push({ ok: r.check.ok, name: `host check after the guest report (VM ${vmUuid})`, sub: checkTapPoints(r.check) })
+  if (r.selftest) {
+    const failed = r.selftest.points.filter(p => !p.ok && p.skip === undefined)
+    points.push({ ok: failed.length === 0, name: `guest selftest: exit ${r.selftest.exitCode}`, sub: r.selftest.points })
+  }
+  if (r.checkAfterSelftest) points.push({ ok: r.checkAfterSelftest.ok, name: 'host check after the selftest (every value it changed restored)', sub: checkTapPoints(r.checkAfterSelftest) })
+  const reset = r.observed.failures.filter(f => f.id.startsWith('reset.'))
+  points.push({ ok: reset.length === 0, name: 'vCPU reset: MITI_CTRL 0, only userspace\'s force remains (CONTRACT.md sections 3, 5)', ...(reset.length ? { diag: { found: reset.map(f => f.message) } } : {}) })
+  return points
+}
+
+/** Failures, one line each, stage-qualified, as `host vmm run` prints them. */
+function liveFailures(r: ChainRun): string[] {
+  const out: string[] = []
+  if (r.report && r.report.exitCode !== 0) out.push(`guest report: exit ${r.report.exitCode}: ${r.report.notes.join('; ')}`)
+  if (r.kernelStep && !r.kernelStep.ok) out.push(`guest kernel SPEC_CTRL step: ${JSON.stringify(r.kernelStep.diag)}`)
+  out.push(...(r.check?.failures ?? []).map(f => `host check: ${f}`))
+  for (const p of r.selftest?.points ?? []) if (!p.ok && p.skip === undefined) out.push(`selftest: ${p.name}${p.diag ? ` ${JSON.stringify(p.diag)}` : ''}`)
+  out.push(...(r.checkAfterSelftest?.failures ?? []).map(f => `host check after selftest: ${f}`))
+  out.push(...r.observed.failures.filter(f => f.id.startsWith('reset.')).map(f => `reset: ${f.message}`))
+  return out
+}
 
 /** Run one live scenario. The VM is closed before this returns, whatever happens. */
 export async function runLive(o: LiveOptions): Promise<LiveResult> {
@@ -131,106 +123,24 @@ export async function runLive(o: LiveOptions): Promise<LiveResult> {
     model: o.cpuModel, hypervisor: o.hypervisor ?? true, hypervisorVendor: 'KVMKVMKVM\0\0\0',
     archCapabilities: o.archCapabilities === undefined ? o.cpuModel.archCapabilities : o.archCapabilities,
   }
-  // The VMM first: a configuration the contract refuses throws VmmConfigError, with or without /dev/kvm.
-  const vmm = createVmm({
-    archCapabilities: presented.archCapabilities, hostCaps: o.hostCaps, profile: o.profile, vcpus: o.vcpus,
-    // Same rule as the simulated platform: 0x48 exists iff the presented CPUID.(7,0):EDX[26]; the
-    // fidelity check below refuses runs where the guest sees that bit otherwise.
-    guestSpecCtrl: hasBit32(o.cpuModel.cpuid7_0_edx, CPUID7_EDX_SPEC_CTRL),
-  })
   const why = liveTierUnavailable()
-  if (why) return skipResult(`live KVM tier unavailable: ${why}`)
-  let proofMs = 0
-  let proof: ReturnType<typeof proveCpuid> | undefined
-  if (o.proveCpuid ?? true) {
-    const p0 = performance.now()
-    proof = proveCpuid(presented)
-    proofMs = performance.now() - p0
+  const make = liveMachine({ ...(o.cpuid ? { cpuid: o.cpuid } : {}), ...(o.proveCpuid === false ? { prove: false } : {}), ...(o.hostCpuid ? { hostCpuid: o.hostCpuid } : {}) })
+  if (why) {
+    // A configuration the contract refuses throws VmmConfigError with or without /dev/kvm.
+    const { createVmm } = await import('../emulation.js')
+    createVmm({ archCapabilities: presented.archCapabilities, hostCaps: o.hostCaps, profile: o.profile, vcpus: o.vcpus, guestSpecCtrl: false })
+    return skipResult(`live KVM tier unavailable: ${why}`)
   }
   const vmUuid = randomUUID()
-  const t0 = performance.now()
-  // handler: each real vCPU's filtered MSR exits go to its own emulated vCPU (per vCPU, section 3).
-  const pf = kvmPlatform({ vcpus: o.vcpus, presented, handler: i => vmm.vcpus[i]!, files: liveFiles(o.kernel, vmUuid) })
-  try {
-    const createMs = pf.vm.createMs
-    const fidelity = cpuidFidelity(pf.cpuidOrigins(0), proof)
-    const cpuidPoint: TapPoint = { ok: true, name: `CPUID origin: ${fidelity.statement}`, diag: { asPresented: fidelity.asPresented, notAsPresented: fidelity.notAsPresented, hostPinned: fidelity.hostPinned } }
-    if (fidelity.blocking.length > 0) {
-      // KVM-NOTES.md: the guest would run with contract bits the model does not have.
-      return skipResult(`this host cannot present ${o.cpuModel.id} to a guest: ${fidelity.blocking.join('; ')}`, { cpuid: fidelity, points: [cpuidPoint, { ok: true, name: `live ${o.cpuModel.id}`, skip: `this host cannot present ${o.cpuModel.id}: ${fidelity.blocking.join('; ')}` }] })
-    }
-    const points: TapPoint[] = [cpuidPoint]
-    const failures: string[] = []
-
-    // Guest side, unchanged agent code on real vCPUs.
-    const tp = performance.now()
-    const ops0 = totalOps(pf)
-    const facts = probe(pf)
-    const probeMs = performance.now() - tp
-    const decision = decide(facts)
-    const run = runReport(pf, facts, decision, { dryRun: false, now: o.now ?? new Date(), agentVersion: LIVE_AGENT_VERSION })
-    const enumerated = run.report.cpus.filter(c => c.mitiEnum !== undefined).map(c => c.cpu)
-    points.push({
-      ok: true,
-      name: `probe: ${facts.cpus.length} vCPUs; virtual MSRs ${enumerated.length ? `enumerated on cpu ${cpuList(enumerated)} (MITI_ENUM ${run.report.cpus.find(c => c.mitiEnum)?.mitiEnum})` : 'not enumerated'}; decision BHB_CLEAR_SEQ_S_USED=${decision.wish.bhbClearSeqSUsed} RETPOLINE_S_USED=${decision.wish.retpolineSUsed} (kernel BHI: ${decision.kernel.bhi})`,
-      diag: { reasons: decision.wishReasons.map(r => `${r.rule}: ${r.text} (${r.source})`) },
-    })
-    const reportPoint: TapPoint = {
-      ok: run.exitCode === 0,
-      name: `guest report: exit ${run.exitCode}${run.notes.length ? `; ${run.notes.join('; ')}` : ''}`,
-      sub: run.perCpu.map(p => ({
-        ok: p.severity === 'ok',
-        name: `cpu ${p.entry.cpu}: ${p.entry.outcome}${p.entry.readBack !== undefined ? `, MITI_CTRL read back ${p.entry.readBack}` : ''}${p.entry.wanted !== undefined ? ` (wanted ${p.entry.wanted})` : ''}`,
-        ...(p.entry.fault ? { diag: { fault: p.entry.fault } } : {}),
-      })),
-    }
-    points.push(reportPoint)
-    if (run.exitCode !== 0) failures.push(`guest report: exit ${run.exitCode}: ${run.notes.join('; ')}`)
-    const kernelPoint = kernelSpecCtrlStep(pf, o.kernel.spectreV2)
-    points.push(kernelPoint)
-    if (!kernelPoint.ok) failures.push(`guest kernel SPEC_CTRL step: ${JSON.stringify(kernelPoint.diag)}`)
-    const reportOps = totalOps(pf) - ops0
-    const reportMs = performance.now() - tp
-
-    // Host side: the VMM publishes its state; check against the independent host caps.
-    const tc = performance.now()
-    const state = vmmStateJson(vmm, vmUuid)
-    const c1 = check(run.report, state, o.hostCaps)
-    let checkMs = performance.now() - tc
-    points.push({ ok: c1.ok, name: `host check after the guest report (VM ${vmUuid})`, sub: checkTapPoints(c1) })
-    failures.push(...c1.failures.map(f => `host check: ${f}`))
-
-    const ts = performance.now()
-    const ops1 = totalOps(pf)
-    const st = await runSelftest(pf, { between: async () => {} })
-    const selftestOps = totalOps(pf) - ops1
-    const selftestMs = performance.now() - ts
-    const stFailed = st.points.filter(p => !p.ok && p.skip === undefined)
-    points.push({ ok: stFailed.length === 0, name: `guest selftest: exit ${st.exitCode}`, sub: st.points })
-    failures.push(...stFailed.map(p => `selftest: ${p.name}${p.diag ? ` ${JSON.stringify(p.diag)}` : ''}`))
-
-    const tc2 = performance.now()
-    const c2 = check(run.report, vmmStateJson(vmm, vmUuid), o.hostCaps)
-    checkMs += performance.now() - tc2
-    points.push({ ok: c2.ok, name: 'host check after the selftest (every value it changed restored)', sub: checkTapPoints(c2) })
-    failures.push(...c2.failures.map(f => `host check after selftest: ${f}`))
-    const totalMs = performance.now() - t0
-
-    const ok = failures.length === 0
-    return {
-      ok, exitCode: ok ? 0 : 1, points, failures, vmUuid, cpuid: fidelity,
-      timings: { createMs, totalMs, probeMs, reportMs, selftestMs, checkMs, proofMs },
-      report: run.report, state, check: c1, checkAfterSelftest: c2, selftest: st, ops: { report: reportOps, selftest: selftestOps },
-    }
-  } finally {
-    pf.close()
+  const r = await runChain({ presented, hostCaps: o.hostCaps, profile: o.profile, vcpus: o.vcpus, files: guestFiles(o.kernel.cmdline, o.kernel.spectreV2) }, make, o.kernel.spectreV2, { vmUuid })
+  if (r.skip !== undefined) return skipResult(r.skip, { points: [...r.tierPoints, { ok: true, name: `live ${o.cpuModel.id}`, skip: r.skip }], ...(r.cpuid ? { cpuid: r.cpuid } : {}) })
+  const failures = liveFailures(r)
+  const ok = failures.length === 0
+  return {
+    ok, exitCode: ok ? 0 : 1, points: livePoints(r, vmUuid), failures, vmUuid,
+    ...(r.cpuid ? { cpuid: r.cpuid } : {}), ...(r.timings ? { timings: r.timings } : {}), ...(r.ops ? { ops: r.ops } : {}),
+    ...(r.report ? { report: r.report.report } : {}), ...(r.state ? { state: r.state } : {}),
+    ...(r.check ? { check: r.check } : {}), ...(r.checkAfterSelftest ? { checkAfterSelftest: r.checkAfterSelftest } : {}),
+    ...(r.selftest ? { selftest: r.selftest } : {}),
   }
-}
-
-/** What the scenario runner's kvm tier gets: the same input as runLive. */
-export interface LiveScenarioResult { ok: boolean; points: TapPoint[]; skipReason?: string }
-
-export async function runLiveScenario(s: LiveOptions): Promise<LiveScenarioResult> {
-  const r = await runLive(s)
-  return { ok: r.ok, points: r.points, ...(r.skipReason !== undefined ? { skipReason: r.skipReason } : {}) }
 }
