@@ -127,8 +127,8 @@ t.test('--filter GLOB selects by scenario name', async t => {
   const runs = JSON.parse(r.out).runs as { scenario: string; status: string }[]
   t.equal(runs.length, 10, 'the ten faulty profiles')
   t.ok(runs.every(x => x.scenario.startsWith('faulty-') && x.status === 'pass'))
-  const none = await run(['--tier', 'sim', '--filter', 'no-such-*', '--json'])
-  t.equal(JSON.parse(none.out).runs.length, 0)
+  // Nothing selected is an input error (exit 2), never a green run.
+  await t.rejects(run(['--tier', 'sim', '--filter', 'no-such-*', '--json']), { constructor: InputError, message: /nothing selected: 24 scenario\(s\) in .*none matching --filter "no-such-\*"/ })
 })
 
 t.test('tiers: not-selected scenarios tiers skip with the reason; qemu skips', async t => {
@@ -141,8 +141,20 @@ t.test('tiers: not-selected scenarios tiers skip with the reason; qemu skips', a
   t.match(runs[1]!.skip, /scenario runs on sim only/)
 })
 
+// DESIGN.md exit codes: 4 only when the whole run cannot apply, i.e. every selected run skipped;
+// skipped points or some skipped runs still exit 0.
+t.test('exit 4 only when every selected run was skipped', async t => {
+  const d = tmp()
+  fs.writeFileSync(path.join(d, 'x.yaml'), SCEN + 'tiers: [sim]\n')
+  const r = await run([d, '--tier', 'kvm', '--json'])
+  t.equal(r.code, 4)
+  t.same((JSON.parse(r.out).runs as { status: string }[]).map(x => x.status), ['skip'])
+  const mixed = await run([d, '--tier', 'all', '--json'])
+  t.equal(mixed.code, 0, 'one run passed, the others skipped: exit 0')
+})
+
 t.test('usage errors', async t => {
-  for (const argv of [['--tier', 'xen'], ['--shard', '4/3'], ['--shard', '0/1'], ['--tap-version', '12'], ['--jobs', '0'], ['--bogus']]) {
+  for (const argv of [['--tier', 'xen'], ['--cpuid', 'loose'], ['--shard', '4/3'], ['--shard', '0/1'], ['--tap-version', '12'], ['--jobs', '0'], ['--bogus']]) {
     const e = await main(argv, { io: capture().io }).then(() => undefined, err => err)
     t.ok(e instanceof UsageError, argv.join(' '))
   }
