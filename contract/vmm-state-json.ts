@@ -17,6 +17,7 @@ export const VmmStateVcpu = z.strictObject({
   specCtrlShadow: hex64.describe('IA32_SPEC_CTRL as the guest last wrote it; what guest reads of 0x48 must return'),
   specCtrlEffective: hex64.describe('IA32_SPEC_CTRL the vCPU runs with: (shadow & ~forcedMask) | (forcedValue & forcedMask)'),
   specCtrlGuestRead: hex64.optional().describe('The value the VMM last returned to a guest RDMSR of 0x48, if the guest read it (must equal the shadow)'),
+  specCtrlHardware: hex64.optional().describe('IA32_SPEC_CTRL as the hypervisor holds it for the vCPU (e.g. KVM_GET_MSRS after the VMM pushed the effective value with KVM_SET_MSRS); checked against the effective value where specCtrlHardwareHeld is true'),
 })
 
 export const VmmState = z.strictObject({
@@ -41,6 +42,7 @@ export const VmmState = z.strictObject({
   userspaceForce: z.strictObject({ mask: hex64, value: hex64 })
     .describe('Userspace\'s own SPEC_CTRL force (KVM_CAP_FORCE_SPEC_CTRL args mask, value; RFC v3 01/10); takes precedence over derived bits'),
   specCtrl: z.enum(['virtualized', 'intercepted']).describe('How SPEC_CTRL is held: VMX "virtualize IA32_SPEC_CTRL" control, or intercepted reads/writes'),
+  specCtrlHardwareHeld: z.boolean().optional().describe('Whether this host\'s hypervisor holds a guest IA32_SPEC_CTRL at all, measured by the VMM (a probe value written and read back); false: vcpus[].specCtrlHardware cannot be verified'),
   vcpus: z.array(VmmStateVcpu).min(1).max(8192),
 })
 export type VmmState = z.infer<typeof VmmState>

@@ -148,3 +148,26 @@ t.test('TAP 13 flattens vCPU subtests', async t => {
   t.notMatch(tap, /Subtest/)
   t.match(tap, /ok \d+ - vCPU 1 > forced mask/)
 })
+
+// Issue 11 item 6: where the VMM reports the SPEC_CTRL the hypervisor holds (KVM_GET_MSRS after its
+// KVM_SET_MSRS push), it must be the effective value (CONTRACT.md section 5); where the host holds
+// no guest SPEC_CTRL the item says it cannot verify it, never a silent pass.
+t.test('hardware SPEC_CTRL: compared where the host holds it, named when it differs, "cannot verify" where it does not', async t => {
+  const { report, state } = run('reference', { specCtrl: IBRS })
+  const eff = state.vcpus.map(v => v.specCtrlEffective)
+  t.same(eff, ['0x441', '0x441'], 'CTRL 0x3 on a SPR host: IBRS | RRSBA_DIS_S | BHI_DIS_S')
+  const held = { ...state, specCtrlHardwareHeld: true, vcpus: state.vcpus.map(v => ({ ...v, specCtrlHardware: v.specCtrlEffective })) }
+  t.ok(VmmState.safeParse(held).success, 'the optional fields validate')
+  const ok = check(report, held)
+  t.equal(ok.ok, true)
+  t.ok(ok.vcpus.every(c => c.items.some(i => i.id === 'hardware' && i.ok && i.skip === undefined)))
+  const lost = { ...held, vcpus: held.vcpus.map(v => ({ ...v, specCtrlHardware: '0x1' })) }
+  const bad = check(report, lost)
+  t.equal(bad.ok, false)
+  t.ok(bad.failures.includes('vCPU 0: SPEC_CTRL the hypervisor holds for the vCPU vs the effective value: missing RRSBA_DIS_S, BHI_DIS_S (expected 0x441, observed 0x1)'), bad.failures.join('\n'))
+  const notHeld = { ...lost, specCtrlHardwareHeld: false, vcpus: lost.vcpus.map(v => ({ ...v, specCtrlHardware: '0x0' })) }
+  const cannot = check(report, notHeld)
+  t.equal(cannot.ok, true, 'not a failure of the VMM...')
+  t.ok(cannot.vcpus.every(c => c.items.some(i => i.id === 'hardware' && /^cannot verify: this host's hypervisor does not hold a guest SPEC_CTRL/.test(i.skip ?? ''))), '...but said, as a skip')
+  t.equal(check(report, state).vcpus[0]!.items.some(i => i.id === 'hardware'), false, 'a VMM that reports nothing gets no hardware item')
+})

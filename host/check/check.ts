@@ -111,7 +111,16 @@ function checkVcpu(cpu: ReportCpu | undefined, v: VmmStateVcpu, state: VmmState,
   items.push(compare('forced-mask', 'forced mask', SPEC_CTRL, exp.mask, u(v.forcedMask), { rules }))
   items.push(compare('forced-value', 'forced value', SPEC_CTRL, exp.value, u(v.forcedValue), { rules }))
   // Section 5: effective = (shadow & ~mask) | (value & mask), with the *expected* mask/value.
-  items.push(compare('effective', 'effective SPEC_CTRL', SPEC_CTRL, effectiveSpecCtrl(shadow, exp.mask, exp.value), u(v.specCtrlEffective), { shadow: decode(SPEC_CTRL, shadow) }))
+  const effective = effectiveSpecCtrl(shadow, exp.mask, exp.value)
+  items.push(compare('effective', 'effective SPEC_CTRL', SPEC_CTRL, effective, u(v.specCtrlEffective), { shadow: decode(SPEC_CTRL, shadow) }))
+  // What the hypervisor really holds, where the VMM reports it, must be that effective value; on a
+  // host that holds no guest SPEC_CTRL it cannot be verified, and the check says so (never a pass).
+  if (v.specCtrlHardware !== undefined) {
+    const what = 'SPEC_CTRL the hypervisor holds for the vCPU vs the effective value'
+    items.push(state.specCtrlHardwareHeld === false
+      ? skipItem('hardware', what, `cannot verify: this host's hypervisor does not hold a guest SPEC_CTRL (the VMM's probe did not read back what it wrote; it reads ${v.specCtrlHardware})`)
+      : compare('hardware', what, SPEC_CTRL, effective, u(v.specCtrlHardware)))
+  }
   // Section 5: the guest reads back its shadow, never the forced bits.
   if (v.specCtrlGuestRead !== undefined) {
     const read = u(v.specCtrlGuestRead)

@@ -25,7 +25,7 @@ import { check, type CheckResult } from '../check/check.js'
 import { expectForCtrl } from '../check/expect.js'
 import type { VmmEmulation } from '../vmm/emulation.js'
 import type { VmmProfile } from '../vmm/profile.js'
-import { vmmStateJson } from '../vmm/state.js'
+import { vmmStateJson, type SpecCtrlHardware } from '../vmm/state.js'
 
 /** A fixed VM identity: the guest reads it as its DMI product UUID, the VMM state names it. */
 export const SCENARIO_VM_UUID = '7a1d0c5e-3b2f-4e6a-9c8d-1f2e3d4c5b6a'
@@ -58,6 +58,8 @@ export interface GuestMachine {
   proofMs?: number
   /** Where the CPUID the agent read came from (kvm tier). */
   cpuid?: CpuidFidelity
+  /** What the hypervisor holds for each vCPU's SPEC_CTRL, where the tier pushes it (kvm). */
+  specCtrlHardware?(): SpecCtrlHardware
 }
 export type MachineFactory = (s: ChainSetup) => GuestMachine
 
@@ -186,7 +188,7 @@ function start(setup: ChainSetup, make: MachineFactory, spectreV2: string, vmUui
     const reportMs = performance.now() - tp
     const reportOps = (m.ops?.() ?? 0) - ops0
     const tc = performance.now()
-    const state = vmmStateJson(vmm, vmUuid)
+    const state = vmmStateJson(vmm, vmUuid, m.specCtrlHardware?.())
     const vcpus = vmm.states().map(s => ({ mitiCtrl: s.mitiCtrl, forcedMask: s.forcedMask, forcedValue: s.forcedValue }))
     const failures: StageFailure[] = []
     // The agent's own verdict (DESIGN.md exit codes): 1 = it saw a violation, 3 = it could not tell.
@@ -268,7 +270,7 @@ export async function runChain(setup: ChainSetup, make: MachineFactory, spectreV
       failures.push({ id: `selftest.${keyOf.get(pt.name) ?? 'unknown'}`, message: pt.name, ...(pt.diag ? { diag: pt.diag } : {}) })
     }
     const tc = performance.now()
-    run.checkAfterSelftest = check(run.report!.report, vmmStateJson(m.vmm, vmUuid), setup.hostCaps)
+    run.checkAfterSelftest = check(run.report!.report, vmmStateJson(m.vmm, vmUuid, m.specCtrlHardware?.()), setup.hostCaps)
     failures.push(...checkFailures('check-after-selftest', 'after the selftest: ', run.checkAfterSelftest))
     run.timings!.checkMs += performance.now() - tc
     run.timings!.totalMs = performance.now() - t0

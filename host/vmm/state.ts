@@ -3,7 +3,10 @@ import { hex } from '../../contract/bits.js'
 import { VMM_STATE_SCHEMA_ID, type VmmState } from '../../contract/vmm-state-json.js'
 import type { VmmEmulation } from './emulation.js'
 
-export function vmmStateJson(vmm: VmmEmulation, vmUuid: string, name = 'virtmiti-reference'): VmmState {
+/** What the hypervisor holds for each vCPU's SPEC_CTRL, where the VMM pushes it (host/vmm/kvm/spec-ctrl-push.ts). */
+export interface SpecCtrlHardware { held: boolean; perVcpu: readonly (bigint | undefined)[] }
+
+export function vmmStateJson(vmm: VmmEmulation, vmUuid: string, hardware?: SpecCtrlHardware, name = 'virtmiti-reference'): VmmState {
   const p = vmm.config.profile
   return {
     schema: VMM_STATE_SCHEMA_ID,
@@ -15,6 +18,7 @@ export function vmmStateJson(vmm: VmmEmulation, vmUuid: string, name = 'virtmiti
     mitiEnum: hex(vmm.mitiEnum()),
     userspaceForce: { mask: hex(p.userspaceForce.mask), value: hex(p.userspaceForce.value) },
     specCtrl: p.specCtrl,
+    ...(hardware ? { specCtrlHardwareHeld: hardware.held } : {}),
     vcpus: vmm.states().map(s => ({
       index: s.index,
       mitiCtrl: hex(s.mitiCtrl),
@@ -23,6 +27,7 @@ export function vmmStateJson(vmm: VmmEmulation, vmUuid: string, name = 'virtmiti
       specCtrlShadow: hex(s.specCtrlShadow),
       specCtrlEffective: hex(s.specCtrlEffective),
       ...(s.specCtrlGuestRead !== undefined ? { specCtrlGuestRead: hex(s.specCtrlGuestRead) } : {}),
+      ...(hardware?.perVcpu[s.index] !== undefined ? { specCtrlHardware: hex(hardware.perVcpu[s.index]!) } : {}),
     })),
   }
 }

@@ -44,7 +44,8 @@ export class PayloadVcpu {
   private closed = false
 
   constructor(readonly id: number, readonly fd: number, private readonly runMap: Mapping, mem: ArrayBuffer,
-    readonly handler: VcpuMsrHandler, private readonly lens?: CpuidLens) {
+    readonly handler: VcpuMsrHandler, private readonly lens?: CpuidLens,
+    private readonly afterWrmsr?: (v: PayloadVcpu, index: number) => void) {
     this.runView = new DataView(runMap.buffer)
     this.mb = new DataView(mem, mailboxBase(id), 0x20)
     this.routed = new Set(handler.indices)
@@ -79,6 +80,7 @@ export class PayloadVcpu {
           const value = rv.getBigUint64(KVM_RUN_OFF.msr_data, true)
           const a = this.routed.has(index) ? this.handler.wrmsr(index, value) : { ok: false as const, reason: 'not routed' }
           rv.setUint8(KVM_RUN_OFF.msr_error, a.ok ? 0 : 1)
+          if (a.ok) this.afterWrmsr?.(this, index)
           break
         }
         case KVM_EXIT.HLT: {
@@ -143,6 +145,11 @@ export interface BuildVmOptions {
    * each vCPU executes. Given the table that was set, it returns the lens for the vCPUs.
    */
   hostCpuid?: (table: readonly CpuidEntry[]) => CpuidLens
+  /**
+   * Called after the handler accepted a guest WRMSR, between two KVM_RUNs of that vCPU (where
+   * vCPU ioctls such as KVM_SET_MSRS may be issued): the live VMM pushes SPEC_CTRL here.
+   */
+  afterWrmsr?: (v: PayloadVcpu, index: number) => void
 }
 
 export interface KvmVm {
@@ -242,7 +249,7 @@ export function buildVm(opts: BuildVmOptions): KvmVm {
       setSregs(fd, s)
       const r = getRegs(fd)
       setRegs(fd, { ...r, rip: BigInt(entry), rsp: 0x1000n, rflags: 0x2n })
-      const v = new PayloadVcpu(i, fd, runMap, mem.buffer, handlers[i]!, lens)
+      const v = new PayloadVcpu(i, fd, runMap, mem.buffer, handlers[i]!, lens, opts.afterWrmsr)
       v.runToSignal() // first signal: the payload is ready for ops
       vcpus.push(v)
     }

@@ -8,6 +8,8 @@ import { CPUID7_EDX_SPEC_CTRL, hasBit32 } from '../../../contract/registers.js'
 import type { ChainSetup, GuestMachine, MachineFactory } from '../../runner/chain.js'
 import { createVmm } from '../emulation.js'
 import { kvmPlatform } from '../kvm/platform.js'
+import type { PayloadVcpu } from '../kvm/machine.js'
+import { probeSpecCtrlHold, pushSpecCtrl } from '../kvm/spec-ctrl-push.js'
 import { measureFilterExits, proveCpuid } from '../kvm/cpuid-proof.js'
 import { simulatedHostCpuid, type KvmCpuidBehaviour } from '../kvm/host-cpuid.js'
 import { planCpuid, type CpuidMode } from './cpuid-plan.js'
@@ -38,9 +40,19 @@ export function liveMachine(o: LiveTierOptions = {}): MachineFactory {
     const proof = o.prove === false ? undefined : proveCpuid(s.presented, hostCpuid ? { hostCpuid } : {})
     const exits = measureFilterExits(s.presented)
     const proofMs = performance.now() - t0
+    // After every WRMSR the emulation accepted, the effective SPEC_CTRL of that vCPU goes into KVM
+    // (KVM_SET_MSRS) and what KVM then holds is read back (KVM_GET_MSRS): issue 11 item 6.
+    const hardware: (bigint | undefined)[] = new Array(s.vcpus).fill(undefined)
+    const push = (v: PayloadVcpu) => { hardware[v.id] = pushSpecCtrl(v.fd, vmm.vcpus[v.id]!.state().specCtrlEffective).readBack }
     // Each real vCPU's filtered MSR exits go to its own emulated vCPU (per vCPU, CONTRACT.md section 3).
-    const pf = kvmPlatform({ vcpus: s.vcpus, presented: s.presented, handler: i => vmm.vcpus[i]!, files: s.files, ...(hostCpuid ? { hostCpuid } : {}) })
+    const pf = kvmPlatform({
+      vcpus: s.vcpus, presented: s.presented, handler: i => vmm.vcpus[i]!, files: s.files, afterWrmsr: push,
+      ...(hostCpuid ? { hostCpuid } : {}),
+    })
     try {
+      // Measured per run: this host may not hold a guest SPEC_CTRL at all (KVM-NOTES.md read 0 back).
+      const hold = probeSpecCtrlHold(pf.vm.vcpus[0]!.fd)
+      for (const v of pf.vm.vcpus) push(v)
       const raw = pf.vm.vcpus[0]!.rawCpuid(7, 0)
       const plan = planCpuid({
         presented: s.presented, mode, origins: pf.cpuidOrigins(0), exits,
@@ -52,6 +64,7 @@ export function liveMachine(o: LiveTierOptions = {}): MachineFactory {
         ...(plan.skip !== undefined ? { skip: plan.skip } : {}),
         ops: () => pf.vm.vcpus.reduce((n, v) => n + v.stats.ops, 0),
         createMs: performance.now() - t0, proofMs,
+        specCtrlHardware: () => ({ held: hold.held, perVcpu: [...hardware] }),
       }
     } catch (e) {
       pf.close()
