@@ -8,6 +8,8 @@ export interface MitigationPolicy {
   spectreV2?: string
   /** mitigations=off|auto|auto,nosmt|auto,<attack vectors> */
   mitigations?: string
+  /** retbleed=off|auto|unret|ibpb|ibrs|stuff|nosmt... (steers spectre_v2=auto to IBRS or not; CONTRACT.md section 6). */
+  retbleed?: string
 }
 
 export function parseCmdline(cmdline: string): MitigationPolicy {
@@ -22,6 +24,7 @@ export function parseCmdline(cmdline: string): MitigationPolicy {
     else if (key === 'spectre_v2') p.spectreV2 = val
     else if (key === 'nospectre_v2') p.spectreV2 = 'off'
     else if (key === 'mitigations') p.mitigations = val
+    else if (key === 'retbleed') p.retbleed = val
   }
   return p
 }

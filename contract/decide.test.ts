@@ -157,10 +157,19 @@ t.test('6: spectre_bhi=off, spectre_v2=off and mitigations=off -> "BHI: Vulnerab
   t.equal(nosp.expected.bhi, 'vulnerable')
 })
 
-t.test('6: mitigations= attack vectors make BHI unpredictable, not guessed', async t => {
-  const d = decide(facts([cpu({ hv: true, archCap: ARCH_CAP_IBRS_ALL })], undefined, 'mitigations=auto,no_user_kernel'))
-  t.equal(d.expected.bhi, 'unknown')
-  t.match(d.expected.reasons.at(-1)!.text, /attack-vector/)
+t.test('6: mitigations= attack vectors: predicted per kernel generation, unknown where the generation is not known', async t => {
+  const c = [cpu({ hv: true, archCap: ARCH_CAP_IBRS_ALL })]
+  const d = decide(facts(c, undefined, 'mitigations=auto,no_user_kernel'))
+  t.equal(d.expected.bhi, 'unknown', 'no release: not guessed')
+  t.match(d.expected.reasons.at(-1)!.text, /attack vectors decide on kernels that have them/)
+  // 6.1 / 6.12: "Unsupported mitigations=", behaves as auto (CONTRACT.md section 6).
+  const old = decide({ ...facts(c, undefined, 'mitigations=auto,no_user_kernel'), kernel: { release: '6.1.0-42-amd64', cmdline: 'mitigations=auto,no_user_kernel', vulnerabilities: {} } })
+  t.equal(old.expected.spectreV2, 'eibrs')
+  t.equal(old.expected.bhi, 'sw-loop')
+  // 7.x: user_kernel off, guest_host on -> BHI on VM exit only; spectre_v2 still mitigated (guest_host).
+  const neu = decide({ ...facts(c, undefined), kernel: { release: '7.2.13+deb14-amd64', cmdline: 'mitigations=auto,no_user_kernel', vulnerabilities: {} } })
+  t.equal(neu.expected.spectreV2, 'eibrs')
+  t.equal(neu.expected.bhi, 'vmexit-sw-loop')
 })
 
 t.test('6: AMD is on the NO_BHI whitelist, even as a guest', async t => {
@@ -407,4 +416,67 @@ t.test('6.1 stable backports join segments with "; " too (CONTRACT.md section 6 
   t.equal(d.expected.bhi, 'sw-loop', 'LFENCE retpoline does not cover BHI: the loop is selected')
   t.same(d.mismatches, [])
   t.equal(d.wish.retpolineSUsed, false, 'LFENCE is not "Retpolines" (CONTRACT.md section 4)')
+})
+
+// Kernel generations (CONTRACT.md section 6, from Debian's 6.1.192 / 6.12.117 / 7.2.13 bugs.c and
+// kernel/cpu.c). The 7.2 cases are the five boots "Kernel generations" measured under QEMU TCG
+// (Skylake-Server, Cascadelake-Server, EPYC; spectre_v2 as the kernel printed it), where the agent
+// used to predict otherwise.
+const K61 = '6.1.0-42-amd64', K612 = '6.12.117+deb13-amd64', K72 = '7.2.13+deb14-amd64'
+const CLX_SIG = 0x50657
+const withKernel = (c: CpuFacts[], release: string, cmdline: string, sysfs?: string): Facts =>
+  ({ platform: 'test', kernel: { release, cmdline, vulnerabilities: sysfs === undefined ? {} : { spectre_v2: sysfs } }, cpus: c })
+// TCG hides SPEC_CTRL and ARCH_CAPABILITIES (KVM-NOTES.md): no eIBRS, no IBRS, no RRSBA.
+const tcgIntel = (eax1: number) => [cpu({ eax1, hv: true, e7: 0 })]
+
+t.test('6, 7.x: mitigations=off spectre_v2=retpoline -> retpoline is still honoured, "BHI: Retpoline"', async t => {
+  const d = decide(withKernel(tcgIntel(SKX), K72, 'mitigations=off spectre_v2=retpoline', 'Mitigation: Retpolines; STIBP: disabled; RSB filling; PBRSB-eIBRS: Not affected; BHI: Retpoline'))
+  t.equal(d.expected.spectreV2, 'retpoline')
+  t.equal(d.expected.bhi, 'retpoline')
+  t.same(d.mismatches, [])
+  const old = decide(withKernel(tcgIntel(SKX), K612, 'mitigations=off spectre_v2=retpoline'))
+  t.equal(old.expected.spectreV2, 'none', '6.12: mitigations=off overrides spectre_v2=')
+  t.equal(old.expected.bhi, 'vulnerable')
+})
+
+t.test('6, 7.x: mitigations=off spectre_bhi=on -> spectre_v2 Vulnerable, BHI still SW loop', async t => {
+  const d = decide(withKernel(tcgIntel(SKX), K72, 'mitigations=off spectre_bhi=on', 'Vulnerable; IBPB: disabled; STIBP: disabled; PBRSB-eIBRS: Not affected; BHI: SW loop, KVM: SW loop'))
+  t.equal(d.expected.spectreV2, 'none')
+  t.equal(d.expected.bhi, 'sw-loop')
+  t.same(d.mismatches, [])
+  t.equal(decide(withKernel(tcgIntel(SKX), K61, 'mitigations=off spectre_bhi=on')).expected.bhi, 'vulnerable', '6.1: BHI is never selected with spectre_v2 off')
+})
+
+t.test('6, 7.x: mitigations=off spectre_bhi=vmexit -> "BHI: Vulnerable, KVM: SW loop"', async t => {
+  const d = decide(withKernel(tcgIntel(CLX_SIG), K72, 'mitigations=off spectre_bhi=vmexit', 'Vulnerable; IBPB: disabled; STIBP: disabled; PBRSB-eIBRS: Not affected; BHI: Vulnerable, KVM: SW loop'))
+  t.equal(d.expected.bhi, 'vmexit-sw-loop')
+  t.same(d.mismatches, [])
+})
+
+t.test('6, 7.x: mitigations=auto,no_user_kernel,no_guest_host -> spectre_v2 Vulnerable, BHI off', async t => {
+  const d = decide(withKernel(tcgIntel(SKX), K72, 'mitigations=auto,no_user_kernel,no_guest_host', 'Vulnerable; IBPB: disabled; STIBP: disabled; PBRSB-eIBRS: Not affected; BHI: Vulnerable'))
+  t.equal(d.expected.spectreV2, 'none')
+  t.equal(d.expected.bhi, 'vulnerable')
+  t.same(d.mismatches, [])
+  const old = decide(withKernel(tcgIntel(SKX), K61, 'mitigations=auto,no_user_kernel,no_guest_host'))
+  t.equal(old.expected.spectreV2, 'retpoline', '6.1: "Unsupported mitigations=", auto')
+  t.match(old.expected.reasons.find(r => r.rule === 'bhi.policy-legacy-auto')?.text ?? '', /Unsupported mitigations=/)
+})
+
+t.test('6: spectre_v2=off turns BHI off on every generation (7.x bhi_update_mitigation: SPECTRE_V2_CMD_NONE)', async t => {
+  for (const k of [K61, K612, K72]) t.equal(decide(withKernel(tcgIntel(SKX), k, 'spectre_v2=off spectre_bhi=on')).expected.bhi, 'vulnerable', k)
+})
+
+t.test('6: retbleed=off or stuff keeps auto spectre_v2 from IBRS on a retbleed-affected Intel part', async t => {
+  // Skylake-SP (model 0x55) is on the RETBLEED list; IBRS available (CPUID.(7,0):EDX[26]); no eIBRS.
+  const skx = [cpu({ eax1: SKX, hv: true, archCap: 0n })]
+  t.equal(decide(withKernel(skx, K61, '')).expected.spectreV2, 'ibrs')
+  for (const rb of ['off', 'stuff']) t.equal(decide(withKernel(skx, K72, `retbleed=${rb}`)).expected.spectreV2, 'retpoline', `retbleed=${rb}`)
+  t.equal(decide(withKernel(skx, K72, 'retbleed=ibpb')).expected.spectreV2, 'ibrs')
+})
+
+t.test('6: the generation is a stated assumption: 6.13-6.x and unparsable releases are not classified', async t => {
+  const c = tcgIntel(SKX)
+  t.equal(decide(withKernel(c, '6.14.0-1-amd64', 'mitigations=off spectre_v2=retpoline')).expected.spectreV2, 'unknown')
+  t.equal(decide(withKernel(c, 'weird', 'mitigations=off spectre_bhi=on')).expected.bhi, 'unknown')
 })

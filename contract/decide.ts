@@ -11,6 +11,7 @@ import {
   CPUID1_ECX_HYPERVISOR, CPUID7_2_EDX_BHI_CTRL, CPUID7_2_EDX_RRSBA_CTRL, CPUID7_EDX_ARCH_CAPABILITIES,
   CPUID7_EDX_SPEC_CTRL, MSR, VIRT_ENUM_MITIGATION_CTRL_SUPPORT, hasBit32,
 } from './registers.js'
+import { KERNEL_CPU_C, attackVectors, hasAttackVectors, kernelVersion } from './kernel-generation.js'
 import { BHI_MODE_TEXT, V2_MODE_TEXT, parseSpectreV2, usesRetpoline, type SpectreV2Sysfs } from './sysfs-spectre-v2.js'
 
 const BUGS_C = 'Linux arch/x86/kernel/cpu/bugs.c'
@@ -105,10 +106,41 @@ function retbleedIntel(v: CpuView): Tri {
   return has(v.archCap, ARCH_CAP_RSBA)
 }
 
-export function selectSpectreV2(v: CpuView, p: MitigationPolicy): { value: SpectreV2Mode; reasons: Reason[] } {
+/**
+ * mitigations= as this kernel generation takes it for spectre_v2 (CONTRACT.md section 6): before the
+ * attack vectors, mitigations=off makes spectre_v2 NONE and overrides an explicit spectre_v2=; with
+ * them it only clears the vectors, and auto mitigates only if the user_kernel or guest_host vector
+ * is on. Returns a final answer, or undefined to go on with the spectre_v2= selection.
+ */
+function v2Vectors(p: MitigationPolicy, cmd: string, release: string | undefined): { value: SpectreV2Mode; reasons: Reason[] } | undefined {
+  const gen = hasAttackVectors(release)
+  const src = BUGS_C + ' spectre_v2_parse_cmdline; ' + KERNEL_CPU_C + '; ' + S6
+  const explicit = cmd !== 'auto' && cmd !== 'on'
+  if (p.mitigations === 'off' && gen === false) return { value: 'none', reasons: [why('v2.mitigations-off', `mitigations=off (kernel ${release}, before the attack-vector controls: overrides ${explicit ? `spectre_v2=${cmd}` : 'every spectre_v2= choice'})`, src)] }
+  if (gen === false || explicit) {
+    if (gen === 'unknown' && explicit && p.mitigations === 'off') return { value: 'unknown', reasons: [why('v2.generation', `mitigations=off with spectre_v2=${cmd}: kernels before the attack vectors turn spectre_v2 off, later ones honour spectre_v2=, and kernel ${release ?? '(release unknown)'} is not classified`, src)] }
+    return undefined
+  }
+  // auto on a kernel with (or possibly with) vectors.
+  const vec = attackVectors(p.mitigations)
+  if (!vec) return { value: 'unknown', reasons: [why('v2.vectors', `mitigations=${p.mitigations} is not an option this agent knows`, src)] }
+  const on = vec.userKernel || vec.guestHost
+  if (on || (gen === 'unknown' && p.mitigations === 'off')) {
+    if (p.mitigations === 'off') return { value: 'none', reasons: [why('v2.mitigations-off', 'mitigations=off: spectre_v2 auto selects nothing', src)] }
+    return undefined
+  }
+  if (gen === 'unknown') return { value: 'unknown', reasons: [why('v2.generation', `mitigations=${p.mitigations}: with attack vectors spectre_v2 stays off (neither user_kernel nor guest_host), without them it is auto; kernel ${release ?? '(release unknown)'} is not classified`, src)] }
+  return { value: 'none', reasons: [why('v2.vectors-off', `mitigations=${p.mitigations}: neither the user_kernel nor the guest_host attack vector is on, so spectre_v2 auto mitigates nothing (kernel ${release})`, src)] }
+}
+
+/** retbleed= values after which auto spectre_v2 does not pick IBRS on retbleed parts (CONTRACT.md section 6). */
+const RETBLEED_NOT_IBRS = new Set(['off', 'stuff'])
+
+export function selectSpectreV2(v: CpuView, p: MitigationPolicy, release?: string): { value: SpectreV2Mode; reasons: Reason[] } {
   const src = BUGS_C + ' spectre_v2_select_mitigation'
-  if (p.mitigations === 'off') return { value: 'none', reasons: [why('v2.mitigations-off', 'mitigations=off', BUGS_C + ' spectre_v2_parse_cmdline')] }
   const cmd = p.spectreV2 ?? 'auto'
+  const gen = v2Vectors(p, cmd, release)
+  if (gen) return gen
   const eibrs = has(v.archCap, ARCH_CAP_IBRS_ALL)
   const explicit: Record<string, SpectreV2Mode> = {
     'off': 'none', 'retpoline': 'retpoline', 'retpoline,generic': 'retpoline',
@@ -136,7 +168,11 @@ export function selectSpectreV2(v: CpuView, p: MitigationPolicy): { value: Spect
   const rb = retbleedIntel(v)
   const ibrs = bit32(v.edx7, CPUID7_EDX_SPEC_CTRL)
   if (rb === true && ibrs === true) {
-    return { value: 'ibrs', reasons: [why('v2.auto-ibrs', 'auto: Intel part affected by RETBLEED with IBRS available (assumes CONFIG_MITIGATION_IBRS_ENTRY=y and retbleed=auto, the defaults)', src + '; ' + COMMON_C + ' cpu_vuln_blacklist RETBLEED')] }
+    // 6.1: retbleed_cmd != OFF; 7.2: retbleed_mitigation != NONE && != STUFF (CONTRACT.md section 6).
+    if (p.retbleed !== undefined && RETBLEED_NOT_IBRS.has(p.retbleed)) {
+      return { value: 'retpoline', reasons: [why('v2.auto-retbleed', `auto: Intel part affected by RETBLEED, but retbleed=${p.retbleed} keeps spectre_v2 from choosing IBRS: retpoline`, src + '; ' + S6)] }
+    }
+    return { value: 'ibrs', reasons: [why('v2.auto-ibrs', `auto: Intel part affected by RETBLEED with IBRS available (assumes CONFIG_MITIGATION_IBRS_ENTRY=y${p.retbleed === undefined ? ' and retbleed=auto, the defaults' : `; retbleed=${p.retbleed}`})`, src + '; ' + COMMON_C + ' cpu_vuln_blacklist RETBLEED')] }
   }
   if (rb === 'unknown' || ibrs === 'unknown') return { value: 'unknown', reasons: [why('v2.auto', 'RETBLEED or IBRS state unknown', src)] }
   return { value: 'retpoline', reasons: [why('v2.auto-retpoline', 'auto: no eIBRS and no IBRS-for-retbleed: retpoline', src + ' spectre_v2_select_retpoline')] }
@@ -146,14 +182,9 @@ export function selectSpectreV2(v: CpuView, p: MitigationPolicy): { value: Spect
 
 type BhiPolicy = 'on' | 'off' | 'vmexit' | 'unknown'
 
-/** "6.1.0-26-amd64" -> [6, 1]; undefined when the release does not start with a version. */
-export function kernelVersion(release: string | undefined): [number, number] | undefined {
-  const m = release ? /^(\d+)\.(\d+)/.exec(release) : null
-  return m ? [Number(m[1]), Number(m[2])] : undefined
-}
-
 export function bhiPolicy(p: MitigationPolicy, release?: string): { value: BhiPolicy; reason: Reason } {
   const src = BUGS_C + ' spectre_bhi_parse_cmdline; ' + S6
+  const gen = hasAttackVectors(release)
   if (p.spectreBhi === 'vmexit') {
     // vmexit exists since 6.11; older kernels (Debian 12's 6.1.y, measured under QEMU) log
     // "Ignoring unknown spectre_bhi option (vmexit)" and keep their default (on).
@@ -162,14 +193,26 @@ export function bhiPolicy(p: MitigationPolicy, release?: string): { value: BhiPo
       return { value: 'on', reason: why('bhi.policy-vmexit-unknown', `spectre_bhi=vmexit is not known to kernel ${release} (added in 6.11): the default (on) applies`, src) }
     }
   }
+  // An explicit spectre_bhi= is honoured on every generation (before the vectors, mitigations=off
+  // turns spectre_v2 off, and selectBhi then never reaches BHI selection).
   if (p.spectreBhi === 'on' || p.spectreBhi === 'off' || p.spectreBhi === 'vmexit') return { value: p.spectreBhi, reason: why('bhi.policy', `spectre_bhi=${p.spectreBhi}`, src) }
   if (p.spectreBhi !== undefined && p.spectreBhi !== 'auto') return { value: 'unknown', reason: why('bhi.policy', `spectre_bhi=${p.spectreBhi} is not an option this agent knows`, src) }
   const m = p.mitigations
+  const dflt = `${p.spectreBhi ? 'spectre_bhi=auto' : 'no spectre_bhi='}${m ? `, mitigations=${m}` : ''}`
   if (m === undefined || m === 'auto' || m === 'auto,nosmt') {
-    return { value: 'on', reason: why('bhi.policy-default', `${p.spectreBhi ? 'spectre_bhi=auto' : 'no spectre_bhi='}${m ? `, mitigations=${m}` : ''}: on (assumes the default CONFIG_MITIGATION_SPECTRE_BHI=y)`, src) }
+    return { value: 'on', reason: why('bhi.policy-default', `${dflt}: on (assumes the default CONFIG_MITIGATION_SPECTRE_BHI=y${gen === true ? ' and CONFIG_KVM enabled, which the guest_host vector defaults to' : ''})`, src) }
   }
   if (m === 'off') return { value: 'off', reason: why('bhi.policy', 'mitigations=off', src) }
-  return { value: 'unknown', reason: why('bhi.policy-attack-vectors', `mitigations=${m}: attack-vector controls decide (and depend on the kernel's config), so the agent cannot predict BHI`, src) }
+  if (gen === false) {
+    // kernel/cpu.c before the vectors: "Unsupported mitigations=..." and auto stays.
+    return { value: 'on', reason: why('bhi.policy-legacy-auto', `${dflt}: kernel ${release} has no attack-vector controls, logs "Unsupported mitigations=" and behaves as auto: on`, src + '; ' + KERNEL_CPU_C) }
+  }
+  const vec = attackVectors(m)
+  if (!vec) return { value: 'unknown', reason: why('bhi.policy', `mitigations=${m} is not an option this agent knows`, src) }
+  if (gen === 'unknown') return { value: 'unknown', reason: why('bhi.policy-generation', `mitigations=${m}: attack vectors decide on kernels that have them, auto applies on older ones, and kernel ${release ?? '(release unknown)'} is not classified`, src) }
+  // 7.x bhi_select_mitigation, auto: user_kernel and guest_host -> on; guest_host only -> VM exit only; else off.
+  const value: BhiPolicy = vec.guestHost ? (vec.userKernel ? 'on' : 'vmexit') : 'off'
+  return { value, reason: why('bhi.policy-vectors', `${dflt}: attack vectors user_kernel ${vec.userKernel ? 'on' : 'off'}, guest_host ${vec.guestHost ? 'on (assumes CONFIG_KVM enabled, its default)' : 'off'}: BHI ${value === 'vmexit' ? 'on VM exit only' : value}`, BUGS_C + ' bhi_select_mitigation; ' + KERNEL_CPU_C + '; ' + S6) }
 }
 
 /**
@@ -197,9 +240,19 @@ export function selectBhi(v: CpuView, affected: Tri, v2: SpectreV2Mode, p: Mitig
   const src = BUGS_C + ' bhi_select_mitigation, spectre_bhi_state; ' + S6
   if (affected === false) return { value: 'not-affected', reasons: [why('bhi.select', 'not affected', src)] }
   if (affected === 'unknown') return { value: 'unknown', reasons: [why('bhi.select', 'whether BHI applies is unknown', src)] }
-  if (v2 === 'none' || v2 === 'not-affected') return { value: 'vulnerable', reasons: [why('bhi.v2-off', 'spectre_v2 mitigation off: BHI is never selected', src)] }
   if (v2 === 'unknown') return { value: 'unknown', reasons: [why('bhi.select', 'the spectre_v2 mode is unknown', src)] }
   const pol = bhiPolicy(p, release)
+  // spectre_v2=off / nospectre_v2 (SPECTRE_V2_CMD_NONE) turns BHI off on every generation
+  // (7.x bhi_update_mitigation; before, spectre_v2 NONE returns before BHI is selected).
+  if (p.spectreV2 === 'off') return { value: 'vulnerable', reasons: [why('bhi.v2-off', 'spectre_v2=off: no BHI mitigation is selected', src + ' bhi_update_mitigation')] }
+  if (v2 === 'none' || v2 === 'not-affected') {
+    // Before the attack vectors, spectre_v2 NONE (mitigations=off) returns before BHI is selected.
+    // With them BHI is selected on its own (measured on 7.2.13: mitigations=off spectre_bhi=on ->
+    // "Vulnerable; ...; BHI: SW loop, KVM: SW loop").
+    const gen = hasAttackVectors(release)
+    if (gen === false || pol.value === 'off') return { value: 'vulnerable', reasons: [pol.reason, why('bhi.v2-off', `spectre_v2 mitigation off${gen === false ? ` on kernel ${release} (before the attack vectors): BHI is never selected` : ' and BHI policy off'}`, src)] }
+    if (gen === 'unknown') return { value: 'unknown', reasons: [pol.reason, why('bhi.generation', `spectre_v2 off: older kernels then select no BHI mitigation, kernels with attack vectors still do; kernel ${release ?? '(release unknown)'} is not classified`, src)] }
+  }
   if (pol.value === 'unknown') return { value: 'unknown', reasons: [pol.reason] }
   const reasons = [pol.reason]
   // X86_FEATURE_RETPOLINE is set by every retpoline and LFENCE mode; RETPOLINE_LFENCE by the LFENCE ones.
@@ -308,7 +361,7 @@ export function decide(facts: Facts): Decision {
     ...(sys ? { raw: sys.raw } : {}),
   }
   const affected = selectBhiAffected(v, kernel.bhi)
-  const v2 = selectSpectreV2(v, policy)
+  const v2 = selectSpectreV2(v, policy, facts.kernel.release)
   // Predict BHI from the kernel's actual spectre_v2 mode where known, so one mismatch does not cascade.
   const bhi = selectBhi(v, affected.value, kernel.spectreV2 !== 'unknown' ? kernel.spectreV2 : v2.value, policy, facts.kernel.release)
   const mismatches: Decision['mismatches'] = []
@@ -334,3 +387,5 @@ export function decide(facts: Facts): Decision {
     disagreements: findDisagreements(facts.cpus, views),
   }
 }
+
+export { kernelVersion }

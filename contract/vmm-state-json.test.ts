@@ -36,7 +36,7 @@ t.test('vmm-state v1: JSON Schema export is closed and names every vCPU field', 
   t.equal(s.additionalProperties, false)
   t.equal(s.properties.schema.const, VMM_STATE_SCHEMA_ID)
   const v = s.properties.vcpus.items
-  t.same(Object.keys(v.properties).sort(), ['forcedMask', 'forcedValue', 'index', 'mitiCtrl', 'specCtrlEffective', 'specCtrlGuestRead', 'specCtrlShadow'])
+  t.same(Object.keys(v.properties).sort(), ['forcedMask', 'forcedValue', 'index', 'mitiCtrl', 'specCtrlEffective', 'specCtrlGuestRead', 'specCtrlHardware', 'specCtrlShadow'])
   t.same(v.required.sort(), ['forcedMask', 'forcedValue', 'index', 'mitiCtrl', 'specCtrlEffective', 'specCtrlShadow'])
   t.equal(v.additionalProperties, false)
   t.equal(v.properties.mitiCtrl.pattern, '^0x[0-9a-f]{1,16}$')

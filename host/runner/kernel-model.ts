@@ -1,5 +1,6 @@
 // A small, independent model of the guest kernel's spectre_v2 / BHI choice (Linux
-// arch/x86/kernel/cpu/bugs.c, x86_64; 6.15+ or, with oldKernel, 6.9-6.14), used only to give generated cases of the
+// arch/x86/kernel/cpu/bugs.c, x86_64, a 6.9+ kernel before the attack-vector controls: 6.1.y/6.12.y
+// as Debian ships them), used only to give generated cases of the
 // exhaustive matrix a sysfs line the guest agent can parse. Written from CONTRACT.md section 6
 // and bugs.c directly, NOT from contract/decide.ts, so the agent is checked against something
 // it did not compute. Scope: an Intel part that is not on the RETBLEED list and has no RSBA
@@ -21,7 +22,11 @@ export interface KernelCpu {
   hypervisor: boolean
   /** ARCH_CAP BHI_NO. */
   bhiNo?: boolean
-  /** A kernel before 9f725eec8fc0 (May 2025), which still exempts BHI_NO parts from X86_BUG_BHI. */
+  /**
+   * A kernel without 9f725eec8fc0 (mainline 6.15, May 2025) or its stable backport, which still
+   * exempts BHI_NO parts from X86_BUG_BHI. Not a version range: Debian's 6.1.192 and 6.12.117
+   * already carry the backport (CONTRACT.md section 6); the agent learns the rule from sysfs.
+   */
   oldKernel?: boolean
 }
 
