@@ -184,8 +184,11 @@ export function checkBoot(sections: ReadonlyMap<string, Section>, ctx: BootConte
     }))
     facts.probeStatus = probe.status
     const pExit = sec('probe')?.exit
-    points.push(point(probe.status === 'ok' && probe.exitCode === 0 && pExit === 0, 'probe verdict ok (exit 0)', {
-      status: probe.status, exitCode: probe.exitCode, sectionExit: pExit, findings: probe.findings.map(f => `${f.level}: ${f.text}`),
+    // Issue 12: stock QEMU has no virtual MSRs, so a guest relying on the SW loop or retpoline is
+    // "at risk" (exit 1); the point checks that the probe decided and exited as its verdict says.
+    const want = probe.status === 'ok' ? 0 : probe.status === 'violation' ? 1 : 3
+    points.push(point(probe.status !== 'cannot-tell' && probe.exitCode === want && pExit === want, 'probe verdict decided, exit code as the verdict says', {
+      status: probe.status, verdict: probe.verdict?.verdict ?? '(agent before issue 12)', exitCode: probe.exitCode, sectionExit: pExit, findings: probe.findings.map(f => `${f.level}: ${f.text}`),
     }))
   } else if (probe) {
     points.push(point(false, "agent's spectre_v2 text is the kernel's sysfs line", { kernel: '(spectre_v2 section missing)' }))
