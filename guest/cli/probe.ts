@@ -64,7 +64,7 @@ export async function main(argv: string[], deps: ProbeDeps = {}): Promise<number
   if (!wantsNrpe(argv)) return run(argv, deps, io)
   try { return await run(argv, deps, io) } catch (e) {
     // NRPE: a run that cannot start is UNKNOWN (3), with the reason on the plugin line.
-    io.out(nrpeUnknown(`guest probe: ${(e as Error).message}`))
+    io.out(nrpeUnknown((e as Error).message))
     return 3
   }
 }
