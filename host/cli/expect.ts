@@ -11,7 +11,8 @@ import { PROFILES, profileByName } from '../vmm/profiles.js'
 import type { VmmProfile } from '../vmm/profile.js'
 import { readLimited } from './read-input.js'
 
-export const EXPECT_SCHEMA_ID = 'virtmiti/expect/v1'
+export { EXPECT_SCHEMA_ID } from '../../contract/host-output-schemas.js'
+import { EXPECT_SCHEMA_ID } from '../../contract/host-output-schemas.js'
 
 export const EXPECT_HELP = `Usage: virtmiti host expect (--guest-report FILE | --miti-ctrl LIST) (--host-caps FILE | --caps LIST) [options]
 
