@@ -209,6 +209,7 @@ t.test('bundle: --cpu bogus and unknown options exit 2 with a message and no sta
   t.equal(u.code, 2)
   t.notMatch(u.err, STACK)
   const ok = cli(['guest', 'probe', '--replay', fixture, '--json'])
-  t.equal(ok.code, 0, 'the fixture itself replays with exit 0')
+  t.equal(ok.code, 1, 'the fixture replays "at risk" (SW loop, CTRL not set yet: report.not-reported): exit 1')
+  t.equal(JSON.parse(ok.out).verdict.verdict, 'at-risk')
   t.ok(ProbeJson.safeParse(JSON.parse(ok.out)).success, 'bundle --json validates too')
 })
