@@ -66,7 +66,9 @@ t.test('no source or data file cites a file outside the repository', async t => 
   for (const f of scanned) {
     const text = fs.readFileSync(f, 'utf8')
     if (/\.\.\/shared\/(CONTRACT|DESIGN|KVM-NOTES)\.md/.test(text)) t.fail(`${relative(repo, f)} points at ../shared`)
-    if (RENAMED && /(?<![\w/.\\-])CONTRACT\.md/.test(text)) t.fail(`${relative(repo, f)}: a citation without the in-repo path contract/CONTRACT.md`)
+    // This test and the rename script speak about citations; they are not citations.
+    const aboutCitations = f.endsWith(join('contract', 'contract-doc.test.ts')) || f.endsWith(join('scripts', 'cite-contract.mjs'))
+    if (RENAMED && !aboutCitations && /(?<![\w/.\\-])CONTRACT\.md/.test(text)) t.fail(`${relative(repo, f)}: a citation without the in-repo path contract/CONTRACT.md`)
   }
   t.pass(`${scanned.length} files`)
 })
