@@ -1,4 +1,4 @@
-// The kernel command-line options that steer the BHI and spectre_v2 choice (CONTRACT.md section 6).
+// The kernel command-line options that steer the BHI and spectre_v2 choice (contract/CONTRACT.md section 6).
 // Early params run once per occurrence, so the last occurrence wins (Linux init/main.c parse_early_param).
 
 export interface MitigationPolicy {

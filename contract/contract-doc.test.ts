@@ -11,7 +11,7 @@ import { FINDINGS } from './findings.js'
 import { VERDICT_RULES } from './verdict.js'
 
 /** Set by scripts/cite-contract.mjs when it renames the citations; then they must all name the file. */
-const RENAMED = false
+const RENAMED = true
 
 const repo = join(fileURLToPath(import.meta.url), '..', '..')
 const doc = fs.readFileSync(join(repo, 'contract', 'CONTRACT.md'), 'utf8')

@@ -1,4 +1,4 @@
-// The guest decision (contract/decide.ts) against CONTRACT.md sections 3, 4 and 6 and Linux
+// The guest decision (contract/decide.ts) against contract/CONTRACT.md sections 3, 4 and 6 and Linux
 // arch/x86/kernel/cpu/bugs.c / common.c. Every expected value here is written from the contract,
 // not read back from the code.
 import t from 'tap'
@@ -78,7 +78,7 @@ const RETP = 'Mitigation: Retpolines'
 const VIRT = { ve: 1n, me: 3n, ctrl: 0n }
 const GUEST_EIBRS = ARCH_CAP_IBRS_ALL | ARCH_CAP_VIRTUAL_ENUM
 
-// ---- bugs.c selection order (CONTRACT.md section 6) --------------------------------------------
+// ---- bugs.c selection order (contract/CONTRACT.md section 6) --------------------------------------------
 
 t.test('6 (1): retpoline in use without RRSBA -> "BHI: Retpoline"', async t => {
   // Skylake-X guest booted with spectre_v2=retpoline; ARCH_CAP without RRSBA.
@@ -115,7 +115,7 @@ t.test('6 (2): BHI_CTRL (CPUID.(7,2):EDX[4], not bit 2) -> BHI_DIS_S', async t =
   t.equal(d.expected.spectreV2, 'eibrs')
   t.equal(d.expected.bhi, 'bhi-dis-s')
   t.same(d.mismatches, [])
-  // spectre-meltdown-checker's bug (CONTRACT.md section 2): bit 2 is RRSBA_CTRL, not BHI_CTRL.
+  // spectre-meltdown-checker's bug (contract/CONTRACT.md section 2): bit 2 is RRSBA_CTRL, not BHI_CTRL.
   const bit2 = decide(facts([cpu({ hv: true, archCap: ARCH_CAP_IBRS_ALL, e72: E72_RRSBA_CTRL })], undefined))
   t.equal(bit2.expected.bhi, 'sw-loop', 'RRSBA_CTRL alone does not give BHI_DIS_S')
 })
@@ -243,7 +243,7 @@ t.test('mismatch: a kernel that predates BHI reporting cannot mismatch on BHI', 
   t.same(d.mismatches, [])
 })
 
-// ---- the wish (CONTRACT.md section 4) ------------------------------------------------------------
+// ---- the wish (contract/CONTRACT.md section 4) ------------------------------------------------------------
 
 t.test('4: CTRL bit 0 set only for "BHI: SW loop, KVM: SW loop"; bit 1 only for retpoline modes', async t => {
   const c = cpu({ hv: true, archCap: GUEST_EIBRS, ...VIRT })
@@ -288,7 +288,7 @@ t.test('4: read-modify-write keeps bits MITI_ENUM does not enumerate and bits th
   t.equal(wantedMitiCtrl(0x0n, 0x3n, { bhbClearSeqSUsed: 'unknown', retpolineSUsed: 'unknown' }), 0x0n)
 })
 
-// ---- discovery chain, per CPU (CONTRACT.md section 3) --------------------------------------------
+// ---- discovery chain, per CPU (contract/CONTRACT.md section 3) --------------------------------------------
 
 const wish0 = { bhbClearSeqSUsed: true, retpolineSUsed: false } as const
 
@@ -403,12 +403,12 @@ t.test('spectre_bhi=vmexit is unknown to kernels before 6.11: the default (on) a
   t.equal(recent.expected.bhi, 'vmexit-sw-loop')
 })
 
-t.test('6.1 stable backports join segments with "; " too (CONTRACT.md section 6 says ", " before 6.9)', async t => {
+t.test('6.1 stable backports join segments with "; " too (contract/CONTRACT.md section 6 says ", " before 6.9)', async t => {
   const line = 'Vulnerable: LFENCE; STIBP: disabled; RSB filling; PBRSB-eIBRS: Not affected; BHI: SW loop, KVM: SW loop'
   const d = decide({ ...facts([cpu({ eax1: SKX, hv: true, e7: 0 })], line), kernel: { release: '6.1.0-26-amd64', cmdline: 'spectre_v2=retpoline,lfence spectre_bhi=on', vulnerabilities: { spectre_v2: line } } })
   t.equal(d.kernel.spectreV2, 'lfence')
   t.equal(d.kernel.bhi, 'sw-loop')
   t.equal(d.expected.bhi, 'sw-loop', 'LFENCE retpoline does not cover BHI: the loop is selected')
   t.same(d.mismatches, [])
-  t.equal(d.wish.retpolineSUsed, false, 'LFENCE is not "Retpolines" (CONTRACT.md section 4)')
+  t.equal(d.wish.retpolineSUsed, false, 'LFENCE is not "Retpolines" (contract/CONTRACT.md section 4)')
 })

@@ -17,7 +17,7 @@ export interface FindingDef {
   sources: string[]
 }
 
-const S = (n: number) => `CONTRACT.md section ${n}`
+const S = (n: number) => `contract/CONTRACT.md section ${n}`
 const BUGS_C = 'Linux arch/x86/kernel/cpu/bugs.c'
 const MSR_C = 'Linux arch/x86/kernel/msr.c'
 

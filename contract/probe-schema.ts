@@ -28,7 +28,7 @@ export const DecisionJson = z.strictObject({
 const verdict = z.enum(['protected', 'at-risk', 'vulnerable', 'unknown'])
 const concern = z.enum(['bhi', 'retpoline'])
 
-/** The operator's answer (contract/verdict.ts, CONTRACT.md section 8); also in guest-report/v1. */
+/** The operator's answer (contract/verdict.ts, contract/CONTRACT.md section 8); also in guest-report/v1. */
 export const VerdictJson = z.strictObject({
   verdict,
   environment: z.enum(['vm', 'bare-metal', 'unknown']),

@@ -1,11 +1,11 @@
 // Types of the guest verdict (contract/verdict.ts), apart so findings.ts and renderers can name them.
 import type { Effect } from './findings.js'
 
-/** The two things a guest relies on (CONTRACT.md section 1): BHI, and retpoline / RRSBA. */
+/** The two things a guest relies on (contract/CONTRACT.md section 1): BHI, and retpoline / RRSBA. */
 export type Concern = 'bhi' | 'retpoline'
 export const CONCERNS: readonly Concern[] = ['bhi', 'retpoline']
 
-/** CONTRACT.md section 8. */
+/** contract/CONTRACT.md section 8. */
 export type Verdict = 'protected' | 'at-risk' | 'vulnerable' | 'unknown'
 
 /** What the VMM has to do for a concern, and whether it does. */

@@ -1,4 +1,4 @@
-// The verdict model (issue 12, CONTRACT.md section 8) over the replay fixtures (guest/fixtures/),
+// The verdict model (issue 12, contract/CONTRACT.md section 8) over the replay fixtures (guest/fixtures/),
 // and over facts varied one fact at a time from them: what the kernel says, the VMM's enumeration,
 // CTRL, the agent's report record, lockdown, bare metal vs VM.
 import t from 'tap'

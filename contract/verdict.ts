@@ -1,4 +1,4 @@
-// The operator's answer (issue 12, CONTRACT.md section 8): per concern (BHI; retpoline / RRSBA)
+// The operator's answer (issue 12, contract/CONTRACT.md section 8): per concern (BHI; retpoline / RRSBA)
 // protected | at-risk | vulnerable | unknown, from what the kernel says it uses, the hardware it
 // sees (bare metal) or the VMM's part (in a VM), with findings from contract/findings.ts.
 // Laid out like bugs.c: one basis per kernel state (VERDICT_RULES), then one small step per
@@ -17,7 +17,7 @@ import { CONCERNS, type Concern, type ConcernVerdict, type FindingHit, type Gues
 
 export * from './verdict-types.js'
 
-const S = (n: number) => `CONTRACT.md section ${n}`
+const S = (n: number) => `contract/CONTRACT.md section ${n}`
 const BUGS_C = 'Linux arch/x86/kernel/cpu/bugs.c'
 
 /**

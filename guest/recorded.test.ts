@@ -1,6 +1,6 @@
 // RecordedPlatform (--replay) and every replay fixture in guest/fixtures/ (issue 2): each one
 // replays through the real CLI path with the decision asserted per model. The expected values
-// below are written by hand from CONTRACT.md sections 3, 4 and 6, not taken from the code or from
+// below are written by hand from contract/CONTRACT.md sections 3, 4 and 6, not taken from the code or from
 // guest/fixtures/expected.json:
 //  - affected: NO_BHI whitelist (AMD) -> no; else eIBRS or hypervisor -> yes; BHI_NO parts are
 //    exempt only where the kernel says "BHI: Not affected" (pre-9f725eec8fc0, as these 6.12.9 lines do).

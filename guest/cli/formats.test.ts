@@ -76,7 +76,7 @@ t.test('Done when: a BHI: Vulnerable guest says "vulnerable" and exits 1; --expl
   const r = await probeRun(['--replay', f, '--no-color', '--explain'])
   t.equal(r.code, 1)
   t.match(r.out, /^VULNERABLE: this guest is vulnerable \(BHI\): the kernel reports BHI: Vulnerable/)
-  t.match(r.out, /\nkernel\.bhi-vulnerable \(BHI\): .*\n {2}seen: .*\n {2}remedy: {2}remove spectre_bhi=off .*\n {2}sources: CONTRACT\.md section 6; Linux arch\/x86\/kernel\/cpu\/bugs\.c/)
+  t.match(r.out, /\nkernel\.bhi-vulnerable \(BHI\): .*\n {2}seen: .*\n {2}remedy: {2}remove spectre_bhi=off .*\n {2}sources: contract\/CONTRACT\.md section 6; Linux arch\/x86\/kernel\/cpu\/bugs\.c/)
 })
 
 t.test('--explain prints a remedy for every finding of the at-risk fixtures, with sources', async t => {

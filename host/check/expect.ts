@@ -1,5 +1,5 @@
 // `host expect`: the forced mask/value each vCPU must have for what its guest reported
-// (CONTRACT.md section 5), with the rule behind every bit.
+// (contract/CONTRACT.md section 5), with the rule behind every bit.
 import { decode, hex } from '../../contract/bits.js'
 import type { HostCaps } from '../../contract/host-caps.js'
 import { MITI_CTRL_BHB_CLEAR_SEQ_S_USED, MITI_CTRL_RETPOLINE_S_USED, SPEC_CTRL, VIRTUAL_MITIGATION_CTRL } from '../../contract/registers.js'
@@ -74,7 +74,7 @@ const NEEDS = [
 /**
  * The guest's own decision (report.decision) against what each vCPU can carry: a guest that relies
  * on a sequence the VMM does not enumerate is unprotected by the VMM, whatever CTRL holds
- * (CONTRACT.md sections 3-5). Never contradicts the report.
+ * (contract/CONTRACT.md sections 3-5). Never contradicts the report.
  */
 export function guestNeedFindings(report: GuestReport): GuestNeedFinding[] {
   const out: GuestNeedFinding[] = []

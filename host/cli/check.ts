@@ -1,5 +1,5 @@
 // `virtmiti host check --guest-report F --vmm-state F [--host-caps F] [--tap|--json]`:
-// pair a guest report with a VMM's observed per-vCPU state and verify CONTRACT.md sections 3
+// pair a guest report with a VMM's observed per-vCPU state and verify contract/CONTRACT.md sections 3
 // and 5 on every vCPU. Both files are untrusted input (issue 3).
 import { EXIT, UsageError, parse, stdio, type Io } from '../../bin/lib/cli.js'
 import { REPORT_MAX_BYTES } from '../../contract/report-json.js'
@@ -17,7 +17,7 @@ export const CHECK_HELP = `Usage: virtmiti host check --guest-report FILE --vmm-
 Pairs a guest report (\`virtmiti guest report\`, schema virtmiti/guest-report/v1) with the VMM's
 observed state (schema virtmiti/vmm-state/v1, contract/schemas/vmm-state.schema.json and README) by VM UUID
 and vCPU index, and checks every vCPU: the VMM's MITI_CTRL equals what the guest wrote and
-read back, the forced SPEC_CTRL mask and value are exactly what CONTRACT.md section 5 derives
+read back, the forced SPEC_CTRL mask and value are exactly what contract/CONTRACT.md section 5 derives
 from it (host caps, userspace force), the effective SPEC_CTRL keeps the forced bits, and the
 guest's reads of SPEC_CTRL never show forced bits.
 

@@ -17,7 +17,7 @@ import { EXPECT_SCHEMA_ID } from '../../contract/host-output-schemas.js'
 export const EXPECT_HELP = `Usage: virtmiti host expect (--guest-report FILE | --miti-ctrl LIST) (--host-caps FILE | --caps LIST) [options]
 
 Prints, per vCPU, the SPEC_CTRL bits the VMM must force (mask) and their values, with the
-CONTRACT.md section 5 rule behind every bit.
+contract/CONTRACT.md section 5 rule behind every bit.
 
 Options:
   --guest-report FILE     a guest report: its per-CPU MITI_CTRL is used

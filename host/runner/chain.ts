@@ -85,7 +85,7 @@ export const failureNames = (f: StageFailure, bit: string): boolean =>
 /**
  * The guest kernel's own SPEC_CTRL use: write at boot, read back (what a guest kernel does on each CPU).
  * IBRS for an eIBRS kernel (Linux bugs.c spectre_v2_select_mitigation sets SPEC_CTRL_IBRS), else 0.
- * This exercises the forced bits' survival and the shadow read (CONTRACT.md section 5).
+ * This exercises the forced bits' survival and the shadow read (contract/CONTRACT.md section 5).
  */
 export function kernelSpecCtrl(p: Platform, spectreV2: string, cpus: number[]): string[] {
   const notes: string[] = []
@@ -128,7 +128,7 @@ function start(setup: ChainSetup, make: MachineFactory, spectreV2: string): Star
   }
 }
 
-/** vCPU reset: CTRL is 0 after reset (CONTRACT.md section 3), so only userspace's force remains (section 5). */
+/** vCPU reset: CTRL is 0 after reset (contract/CONTRACT.md section 3), so only userspace's force remains (section 5). */
 function resetCheck(setup: ChainSetup, vmm: VmmEmulation, failures: StageFailure[]): void {
   for (const v of vmm.vcpus) v.reset()
   const force = setup.profile.userspaceForce
@@ -137,7 +137,7 @@ function resetCheck(setup: ChainSetup, vmm: VmmEmulation, failures: StageFailure
     const cmp = (id: string, what: string, reg: typeof SPEC_CTRL, exp: bigint, obs: bigint) => {
       if (exp === obs) return
       const missing = decode(reg, exp & ~obs), extra = decode(reg, obs & ~exp)
-      failures.push({ id: `reset.${id}`, message: `vCPU ${s.index}: ${what} after vCPU reset:${missing.length ? ` missing ${missing.join(', ')}` : ''}${extra.length ? ` extra ${extra.join(', ')}` : ''} (expected ${hex(exp)}, observed ${hex(obs)}; CONTRACT.md section 3: 0 after vCPU reset)`, diag: { expected: decode(reg, exp), observed: decode(reg, obs), missing, extra } })
+      failures.push({ id: `reset.${id}`, message: `vCPU ${s.index}: ${what} after vCPU reset:${missing.length ? ` missing ${missing.join(', ')}` : ''}${extra.length ? ` extra ${extra.join(', ')}` : ''} (expected ${hex(exp)}, observed ${hex(obs)}; contract/CONTRACT.md section 3: 0 after vCPU reset)`, diag: { expected: decode(reg, exp), observed: decode(reg, obs), missing, extra } })
     }
     cmp('miti-ctrl', 'MITI_CTRL', VIRTUAL_MITIGATION_CTRL, 0n, s.mitiCtrl)
     cmp('forced-mask', 'forced mask', SPEC_CTRL, BigInt(e.forcedMask), s.forcedMask)

@@ -1,6 +1,6 @@
 // Live KVM tier end to end: real vCPUs, the reference emulation behind the MSR filter, the
 // unchanged guest agent, host check. Skips with the reason where /dev/kvm is unusable.
-// Expected values are written by hand from CONTRACT.md, host = Sapphire Rapids
+// Expected values are written by hand from contract/CONTRACT.md, host = Sapphire Rapids
 // (BHI_CTRL, !BHI_NO, RRSBA_CTRL, RRSBA: scenarios/cpus/sapphire-rapids.yaml):
 // - section 4: SW loop -> CTRL bit 0 (0x1); retpoline -> CTRL bit 1 (0x2); BHI_DIS_S / eIBRS -> 0.
 // - section 5: CTRL bit 0 + host BHI_CTRL + !BHI_NO -> BHI_DIS_S (bit 10, 0x400) forced on;

@@ -3,7 +3,7 @@
 // agent runs in them through the kvm Platform (probe -> decide -> report, real WRMSRs), the
 // guest kernel's own SPEC_CTRL step, `host check` on the VMM's published state, the in-guest
 // selftest, and `host check` again (the selftest must leave the state the report made).
-// This is the VMM shape CONTRACT.md section 5 gives (Sean Christopherson,
+// This is the VMM shape contract/CONTRACT.md section 5 gives (Sean Christopherson,
 // ZmepkZfLIvj_st5W@google.com): userspace advertises the virtual MSRs and emulates them through
 // KVM_CAP_X86_USER_SPACE_MSR + KVM_X86_SET_MSR_FILTER. Without a usable /dev/kvm it skips with
 // the reason (DESIGN.md exit 4); it never fakes a pass.
@@ -35,11 +35,11 @@ export const LIVE_AGENT_VERSION = 'virtmiti-live'
 export interface LiveOptions {
   /** The CPU model the VMM presents to the guest (KVM_SET_CPUID2 + the emulated ARCH_CAPABILITIES). */
   cpuModel: CpuModel
-  /** The real host's capabilities: the VMM response derives from them (CONTRACT.md section 5). */
+  /** The real host's capabilities: the VMM response derives from them (contract/CONTRACT.md section 5). */
   hostCaps: HostCaps
   profile: VmmProfile
   vcpus: number
-  /** The guest kernel's state: /proc/cmdline and the spectre_v2 sysfs line (CONTRACT.md section 6). */
+  /** The guest kernel's state: /proc/cmdline and the spectre_v2 sysfs line (contract/CONTRACT.md section 6). */
   kernel: { cmdline: string; spectreV2: string }
   /** ARCH_CAPABILITIES presented instead of the model's (without bit 63: the profile sets it); null = none. */
   archCapabilities?: bigint | null
@@ -102,7 +102,7 @@ export function liveFiles(kernel: LiveOptions['kernel'], vmUuid: string): Record
 /**
  * The guest kernel's own SPEC_CTRL use on each CPU: write at boot and read back. An eIBRS kernel
  * sets IBRS (Linux bugs.c spectre_v2_select_mitigation), others write 0. The read is what lets the
- * host check see whether forced bits leak into the guest's view (CONTRACT.md section 5).
+ * host check see whether forced bits leak into the guest's view (contract/CONTRACT.md section 5).
  */
 export function kernelSpecCtrlStep(p: Platform, spectreV2: string): TapPoint {
   const value = /^Mitigation: Enhanced/.test(spectreV2) ? SPEC_CTRL_IBRS : 0n
@@ -118,7 +118,7 @@ export function kernelSpecCtrlStep(p: Platform, spectreV2: string): TapPoint {
   const name = `guest kernel writes SPEC_CTRL ${hex(value)}${value ? ` (${decode(SPEC_CTRL, value).join(', ')})` : ''} and reads it back on every CPU`
   if (skipped.length === p.cpus().length) return { ok: true, name, skip: 'no IA32_SPEC_CTRL (CPUID.(7,0):EDX[26] clear)' }
   // Faults here are the VMM's: SPEC_CTRL exists (CPUID says so) and the value is architectural.
-  return { ok: bad.length === 0, name, ...(bad.length ? { diag: { found: bad, source: 'CONTRACT.md section 5; Intel SDM IA32_SPEC_CTRL' } } : {}) }
+  return { ok: bad.length === 0, name, ...(bad.length ? { diag: { found: bad, source: 'contract/CONTRACT.md section 5; Intel SDM IA32_SPEC_CTRL' } } : {}) }
 }
 
 const totalOps = (pf: KvmPlatform) => pf.vm.vcpus.reduce((n, v) => n + v.stats.ops, 0)
