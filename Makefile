@@ -39,11 +39,12 @@ test: bundle
 	@$(NODE) scripts/test-summary.mjs
 
 # The main job: the built-in scenario catalog on every tier this machine has (tiers it lacks are
-# skipped with the reason), then a read-only probe of this machine (exit 3 = could not tell, e.g.
-# no msr driver: reported, not a failure of the run).
+# skipped with the reason), then a read-only probe of this machine. The probe's verdict is the
+# job's answer, not its failure: 0 protected, 1 at risk or vulnerable, 3 could not tell (e.g. no
+# msr driver); only 2 (usage or input error) fails the job.
 run: bundle
 	$(NODE) dist/virtmiti.mjs scenarios run --tier all --qemu-set ci
-	$(NODE) dist/virtmiti.mjs guest probe; rc=$$?; test $$rc -ne 1 -a $$rc -ne 2
+	$(NODE) dist/virtmiti.mjs guest probe; rc=$$?; test $$rc -ne 2
 
 # Benchmarks (numbers, never assertions): probe start-up and per-CPU cost, the guest bundle's probe,
 # the 256-vCPU simulated report, KVM round trips and live scenarios (exit 4 = no usable /dev/kvm),

@@ -16,9 +16,21 @@ export function usage(table: Table, prog: string, grouped: boolean): string {
   return lines.join('\n') + '\n'
 }
 
+/**
+ * Every command accepts --no-color (issue 12): taken here, before the command's own strict option
+ * table, as NO_COLOR=1 (bin/lib/color.ts precedence), so it also reaches child processes.
+ */
+export function takeNoColor(argv: readonly string[]): string[] {
+  const end = argv.indexOf('--')
+  const head = end < 0 ? argv : argv.slice(0, end)
+  if (!head.includes('--no-color')) return [...argv]
+  process.env.NO_COLOR = '1'
+  return [...head.filter(a => a !== '--no-color'), ...(end < 0 ? [] : argv.slice(end))]
+}
+
 async function invoke(c: Command, argv: string[], label: string): Promise<number> {
   try {
-    return await (await c.load())(argv)
+    return await (await c.load())(takeNoColor(argv))
   } catch (e) {
     if (e instanceof UsageError) { process.stderr.write(`virtmiti: ${e.message}\n(see ${label} --help)\n`); return EXIT.USAGE }
     if (e instanceof InputError) { process.stderr.write(`virtmiti: ${e.message}\n`); return EXIT.USAGE }

@@ -1,11 +1,11 @@
-// decode/encode/hex/parseU64 (CONTRACT.md section 2): round trips, `bit N` for unknown bits, bit 63
+// decode/encode/hex/parseU64 (contract/CONTRACT.md section 2): round trips, `bit N` for unknown bits, bit 63
 // as a bigint (never a Number shift), and the JSON spelling of 64-bit values (DESIGN.md conventions).
 import t from 'tap'
 import { decode, encode, hex, parseU64 } from './bits.js'
 import { ARCH_CAPABILITIES, REGISTERS, SPEC_CTRL, VIRTUAL_MITIGATION_CTRL, bit, mask, msrDef, MSR } from './registers.js'
 
 t.test('decode names known bits and lists unknown set bits as "bit N"', async t => {
-  // SPEC_CTRL bit 9 is undefined (CONTRACT.md section 2).
+  // SPEC_CTRL bit 9 is undefined (contract/CONTRACT.md section 2).
   t.same(decode(SPEC_CTRL, 0x641n), ['IBRS', 'RRSBA_DIS_S', 'bit 9', 'BHI_DIS_S'], 'in bit order')
   t.same(decode(SPEC_CTRL, 0x200n), ['bit 9'])
   t.same(decode(SPEC_CTRL, 0n), [])
@@ -67,7 +67,7 @@ t.test('parseU64 accepts the JSON/YAML spellings and refuses anything outside 0.
   t.equal(parseU64(null), undefined)
 })
 
-t.test('msrDef finds the contract MSRs by index (CONTRACT.md section 2)', async t => {
+t.test('msrDef finds the contract MSRs by index (contract/CONTRACT.md section 2)', async t => {
   t.equal(msrDef(MSR.VIRTUAL_MITIGATION_CTRL)?.name, 'MSR_VIRTUAL_MITIGATION_CTRL')
   t.equal(msrDef(0x50000002), msrDef(MSR.VIRTUAL_MITIGATION_CTRL))
   t.equal(msrDef(0x10a)?.name, 'IA32_ARCH_CAPABILITIES')

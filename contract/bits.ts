@@ -1,4 +1,4 @@
-// Decode/encode 64-bit register values against a RegisterDef (CONTRACT.md section 2).
+// Decode/encode 64-bit register values against a RegisterDef (contract/CONTRACT.md section 2).
 import { bit, type RegisterDef } from './registers.js'
 
 /** The 64 single-bit masks, built once: the probe decodes registers for every CPU (bench/probe.mjs). */

@@ -1,4 +1,4 @@
-// Kernel command line parsing for the BHI / spectre_v2 policy (CONTRACT.md section 6).
+// Kernel command line parsing for the BHI / spectre_v2 policy (contract/CONTRACT.md section 6).
 // Linux init/main.c parse_early_param: each occurrence runs the handler, so the last one wins;
 // everything after "--" goes to init.
 import t from 'tap'

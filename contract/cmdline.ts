@@ -1,4 +1,4 @@
-// The kernel command-line options that steer the BHI and spectre_v2 choice (CONTRACT.md section 6).
+// The kernel command-line options that steer the BHI and spectre_v2 choice (contract/CONTRACT.md section 6).
 // Early params run once per occurrence, so the last occurrence wins (Linux init/main.c parse_early_param).
 
 export interface MitigationPolicy {
@@ -8,7 +8,7 @@ export interface MitigationPolicy {
   spectreV2?: string
   /** mitigations=off|auto|auto,nosmt|auto,<attack vectors> */
   mitigations?: string
-  /** retbleed=off|auto|unret|ibpb|ibrs|stuff|nosmt... (steers spectre_v2=auto to IBRS or not; CONTRACT.md section 6). */
+  /** retbleed=off|auto|unret|ibpb|ibrs|stuff|nosmt... (steers spectre_v2=auto to IBRS or not; contract/CONTRACT.md section 6). */
   retbleed?: string
 }
 

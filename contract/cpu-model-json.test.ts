@@ -199,7 +199,7 @@ t.test('each fixture validates against FactsJson and converts to Facts', async t
   }
 })
 
-t.test('fixtures follow the discovery chain (CONTRACT.md section 3)', async t => {
+t.test('fixtures follow the discovery chain (contract/CONTRACT.md section 3)', async t => {
   for (const f of fixtureFiles) {
     const facts = factsFromJson(FactsJson.parse(JSON.parse(readFileSync(join(fixturesDir, f), 'utf8'))))
     const c = facts.cpus[0]!
@@ -235,7 +235,7 @@ t.test('committed fixtures and expected.json match the generator (regenerate wit
   t.match(generate(join(root, 'no-such-root'), out).errors[0], /\(directory\): cannot list/, 'a missing catalog is reported, nothing thrown')
 })
 
-t.test('expected agent decisions for the fixtures (CONTRACT.md section 4)', async t => {
+t.test('expected agent decisions for the fixtures (contract/CONTRACT.md section 4)', async t => {
   const ctrl = Object.fromEntries(Object.entries(expected).map(([f, e]) => [f, e.mitiCtrl]))
   t.equal(ctrl['skylake-sp-guest-enum.json'], '0x1', 'Skylake guest on the SW loop reports BHB_CLEAR_SEQ_S_USED')
   t.equal(ctrl['skylake-sp-guest-enum-retpoline.json'], '0x2', 'Skylake retpoline guest reports RETPOLINE_S_USED only')

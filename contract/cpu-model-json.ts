@@ -48,7 +48,7 @@ export const CpuModelDoc = z.strictObject({
   stepping: smallInt(0xf, 'stepping'),
   cpuid7_0_edx: bitList(CPUID_7_0_EDX, 32),
   cpuid7_2_edx: bitList(CPUID_7_2_EDX, 32),
-  // null: CPUID.(7,0):EDX[29] clear, the MSR does not exist (CONTRACT.md section 2).
+  // null: CPUID.(7,0):EDX[29] clear, the MSR does not exist (contract/CONTRACT.md section 2).
   arch_capabilities: bitList(ARCH_CAPABILITIES, 64).nullable(),
   sources: z.strictObject({
     vendor: nonEmpty('source').optional(),
@@ -100,7 +100,7 @@ export function cpuModelFromDoc(doc: unknown, id: string): CpuModelResult {
   if (!r.success) return { ok: false, errors: r.error.issues.flatMap(issueToErrors) }
   const d = r.data
   if (d.id !== id) return { ok: false, errors: [{ path: ['id'], message: `expected "${id}" (the file name without .yaml), found "${d.id}"` }] }
-  // IA32_ARCH_CAPABILITIES exists iff CPUID.(7,0):EDX[29] (CONTRACT.md section 2): the two must agree.
+  // IA32_ARCH_CAPABILITIES exists iff CPUID.(7,0):EDX[29] (contract/CONTRACT.md section 2): the two must agree.
   const enumerated = d.cpuid7_0_edx.includes('ARCH_CAPABILITIES')
   if (enumerated !== (d.arch_capabilities !== null)) {
     return { ok: false, errors: [{ path: ['arch_capabilities'], message: enumerated

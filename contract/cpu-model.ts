@@ -59,7 +59,7 @@ export function fms(eax: number): { family: number; model: number; stepping: num
 export function cpuidLeaves(p: PresentedCpu): Record<string, CpuidRegs> {
   const v = p.model.vendor.padEnd(12, ' ')
   let edx7 = p.model.cpuid7_0_edx >>> 0
-  // ARCH_CAPABILITIES MSR exists iff CPUID.(7,0):EDX[29] (CONTRACT.md section 2).
+  // ARCH_CAPABILITIES MSR exists iff CPUID.(7,0):EDX[29] (contract/CONTRACT.md section 2).
   if (p.archCapabilities === null && hasBit32(edx7, CPUID7_EDX_ARCH_CAPABILITIES)) edx7 = (edx7 & ~(1 << CPUID7_EDX_ARCH_CAPABILITIES)) >>> 0
   if (p.archCapabilities !== null) edx7 = (edx7 | (1 << CPUID7_EDX_ARCH_CAPABILITIES)) >>> 0
   const leaves: Record<string, CpuidRegs> = {

@@ -1,4 +1,4 @@
-// The guest decision (CONTRACT.md sections 3, 4 and 6), laid out like Linux bugs.c:
+// The guest decision (contract/CONTRACT.md sections 3, 4 and 6), laid out like Linux bugs.c:
 // one small select step per conclusion, each returning its value with reasons and sources.
 // Facts in, Decision out; no I/O.
 import { fms, vendorOf } from './cpu-model.js'
@@ -16,9 +16,9 @@ import { BHI_MODE_TEXT, V2_MODE_TEXT, parseSpectreV2, usesRetpoline, type Spectr
 
 const BUGS_C = 'Linux arch/x86/kernel/cpu/bugs.c'
 const COMMON_C = 'Linux arch/x86/kernel/cpu/common.c'
-const S3 = 'CONTRACT.md section 3'
-const S4 = 'CONTRACT.md section 4'
-const S6 = 'CONTRACT.md section 6'
+const S3 = 'contract/CONTRACT.md section 3'
+const S4 = 'contract/CONTRACT.md section 4'
+const S6 = 'contract/CONTRACT.md section 6'
 
 const why = (rule: string, text: string, source: string): Reason => ({ rule, text, source })
 
@@ -56,7 +56,7 @@ export function viewCpu(c: CpuFacts): CpuView {
 const has = (v: bigint | null | undefined, m: bigint): Tri => v === undefined ? 'unknown' : v !== null && (v & m) !== 0n
 const bit32 = (w: number | undefined, n: number): Tri => w === undefined ? 'unknown' : hasBit32(w, n)
 
-// ---- X86_BUG_BHI (CONTRACT.md section 6; common.c cpu_set_bug_bits) -------------------------
+// ---- X86_BUG_BHI (contract/CONTRACT.md section 6; common.c cpu_set_bug_bits) -------------------------
 
 /** Linux cpu_vuln_whitelist NO_BHI: AMD, Hygon, and Centaur/Zhaoxin family 7. */
 function onNoBhiWhitelist(v: CpuView): Tri {
@@ -107,7 +107,7 @@ function retbleedIntel(v: CpuView): Tri {
 }
 
 /**
- * mitigations= as this kernel generation takes it for spectre_v2 (CONTRACT.md section 6): before the
+ * mitigations= as this kernel generation takes it for spectre_v2 (contract/CONTRACT.md section 6): before the
  * attack vectors, mitigations=off makes spectre_v2 NONE and overrides an explicit spectre_v2=; with
  * them it only clears the vectors, and auto mitigates only if the user_kernel or guest_host vector
  * is on. Returns a final answer, or undefined to go on with the spectre_v2= selection.
@@ -133,7 +133,7 @@ function v2Vectors(p: MitigationPolicy, cmd: string, release: string | undefined
   return { value: 'none', reasons: [why('v2.vectors-off', `mitigations=${p.mitigations}: neither the user_kernel nor the guest_host attack vector is on, so spectre_v2 auto mitigates nothing (kernel ${release})`, src)] }
 }
 
-/** retbleed= values after which auto spectre_v2 does not pick IBRS on retbleed parts (CONTRACT.md section 6). */
+/** retbleed= values after which auto spectre_v2 does not pick IBRS on retbleed parts (contract/CONTRACT.md section 6). */
 const RETBLEED_NOT_IBRS = new Set(['off', 'stuff'])
 
 export function selectSpectreV2(v: CpuView, p: MitigationPolicy, release?: string): { value: SpectreV2Mode; reasons: Reason[] } {
@@ -168,7 +168,7 @@ export function selectSpectreV2(v: CpuView, p: MitigationPolicy, release?: strin
   const rb = retbleedIntel(v)
   const ibrs = bit32(v.edx7, CPUID7_EDX_SPEC_CTRL)
   if (rb === true && ibrs === true) {
-    // 6.1: retbleed_cmd != OFF; 7.2: retbleed_mitigation != NONE && != STUFF (CONTRACT.md section 6).
+    // 6.1: retbleed_cmd != OFF; 7.2: retbleed_mitigation != NONE && != STUFF (contract/CONTRACT.md section 6).
     if (p.retbleed !== undefined && RETBLEED_NOT_IBRS.has(p.retbleed)) {
       return { value: 'retpoline', reasons: [why('v2.auto-retbleed', `auto: Intel part affected by RETBLEED, but retbleed=${p.retbleed} keeps spectre_v2 from choosing IBRS: retpoline`, src + '; ' + S6)] }
     }
@@ -178,7 +178,7 @@ export function selectSpectreV2(v: CpuView, p: MitigationPolicy, release?: strin
   return { value: 'retpoline', reasons: [why('v2.auto-retpoline', 'auto: no eIBRS and no IBRS-for-retbleed: retpoline', src + ' spectre_v2_select_retpoline')] }
 }
 
-// ---- BHI mitigation (bugs.c bhi_select_mitigation / bhi_apply_mitigation, CONTRACT.md section 6) -----
+// ---- BHI mitigation (bugs.c bhi_select_mitigation / bhi_apply_mitigation, contract/CONTRACT.md section 6) -----
 
 type BhiPolicy = 'on' | 'off' | 'vmexit' | 'unknown'
 
@@ -282,7 +282,7 @@ export function selectBhi(v: CpuView, affected: Tri, v2: SpectreV2Mode, p: Mitig
   return { value: 'vulnerable', reasons: [...reasons, why('bhi.off', 'spectre_bhi=off (or mitigations=off): no BHI mitigation', src)] }
 }
 
-// ---- What the guest reports (CONTRACT.md section 4) ----------------------------------------
+// ---- What the guest reports (contract/CONTRACT.md section 4) ----------------------------------------
 
 export function selectWish(kernel: { bhi: BhiMode; retpoline: Tri; sysfs: boolean }): { wish: MitiCtrlWish; reasons: Reason[] } {
   const reasons: Reason[] = []
@@ -297,7 +297,7 @@ export function selectWish(kernel: { bhi: BhiMode; retpoline: Tri; sysfs: boolea
   return { wish: { bhbClearSeqSUsed: bhb, retpolineSUsed: ret }, reasons }
 }
 
-// ---- Discovery chain, per CPU (CONTRACT.md section 3) ---------------------------------------
+// ---- Discovery chain, per CPU (contract/CONTRACT.md section 3) ---------------------------------------
 
 export function selectVirt(c: CpuFacts, wish: MitiCtrlWish, v: CpuView = viewCpu(c)): VirtEnumeration {
   const m = (i: number) => c.msr[msrKey(i)]

@@ -19,7 +19,7 @@ export type SpectreV2Mode = 'not-affected' | 'none' | 'retpoline' | 'lfence' | '
 
 export type Tri = boolean | 'unknown'
 
-/** Discovery chain on one CPU (CONTRACT.md section 3). */
+/** Discovery chain on one CPU (contract/CONTRACT.md section 3). */
 export interface VirtEnumeration {
   cpu: number
   /** Last step passed: none, arch-cap (bit 63 set), virtual-enum (0x50000000 bit 0), miti-enum (0x50000001 read). */
@@ -42,7 +42,7 @@ export interface Decision {
   expected: { spectreV2: SpectreV2Mode; bhi: BhiMode; retpoline: Tri; reasons: Reason[] }
   /** Kernel state vs expectation, where both are known and differ. */
   mismatches: { what: 'bhi' | 'spectre_v2'; kernel: string; expected: string; reason: Reason }[]
-  /** CTRL bits the guest should report, each with its reasons (CONTRACT.md section 4). */
+  /** CTRL bits the guest should report, each with its reasons (contract/CONTRACT.md section 4). */
   wish: MitiCtrlWish
   wishReasons: Reason[]
   virt: VirtEnumeration[]

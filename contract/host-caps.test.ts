@@ -1,4 +1,4 @@
-// Host caps from CPU data and from a Facts CPU entry (CONTRACT.md section 5 inputs).
+// Host caps from CPU data and from a Facts CPU entry (contract/CONTRACT.md section 5 inputs).
 import t from 'tap'
 import { hostCapsFromCpu, hostCapsFromPresented, hostCapsFromCpuFacts, HostCapsJson, hostCapsToJson } from './host-caps.js'
 import type { CpuFacts } from './facts.js'

@@ -1,4 +1,4 @@
-// The host capabilities the VMM response depends on (CONTRACT.md section 5, v3 01/10).
+// The host capabilities the VMM response depends on (contract/CONTRACT.md section 5, v3 01/10).
 // Pure: derived from CPUID words and ARCH_CAPABILITIES values that someone else read.
 import { z } from 'zod'
 import type { CpuFacts } from './facts.js'
@@ -9,7 +9,7 @@ import {
 import { msrKey } from './facts.js'
 
 export interface HostCaps {
-  /** CPUID.(7,2):EDX[4]: BHI_DIS_S can be set (CONTRACT.md section 5 `host_bhi_ctrl`). */
+  /** CPUID.(7,2):EDX[4]: BHI_DIS_S can be set (contract/CONTRACT.md section 5 `host_bhi_ctrl`). */
   bhiCtrl: boolean
   /** ARCH_CAPABILITIES bit 20 (section 5 `host_bhi_no`). */
   bhiNo: boolean
@@ -78,7 +78,7 @@ export function hostCapsFromCpuFacts(c: CpuFacts): { caps: HostCaps; unknown: { 
   if (edx70 === undefined) {
     for (const cap of ['bhiNo', 'rrsba'] as const) unknown.push({ cap, why: 'CPUID.(7,0) not read, so whether IA32_ARCH_CAPABILITIES exists is unknown' })
   } else if (hasBit32(edx70, CPUID7_EDX_ARCH_CAPABILITIES)) {
-    // The MSR exists iff CPUID.(7,0):EDX[29] (CONTRACT.md section 2); it must then be read.
+    // The MSR exists iff CPUID.(7,0):EDX[29] (contract/CONTRACT.md section 2); it must then be read.
     const m = c.msr[msrKey(MSR.ARCH_CAPABILITIES)]
     if (m && 'value' in m) archCap = m.value
     else {

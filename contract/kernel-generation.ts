@@ -1,4 +1,4 @@
-// Kernel generations differ in how mitigations= selects (CONTRACT.md section 6, read from Debian's
+// Kernel generations differ in how mitigations= selects (contract/CONTRACT.md section 6, read from Debian's
 // linux-source 6.1.192, 6.12.117 and 7.2.13: arch/x86/kernel/cpu/bugs.c, kernel/cpu.c). Kernels
 // with attack-vector controls (7.x here) turn mitigations= into per-vector switches; older ones
 // know only off / auto / auto,nosmt and treat anything else as auto ("Unsupported mitigations=").

@@ -1,4 +1,4 @@
-// The value the agent writes to MSR_VIRTUAL_MITIGATION_CTRL (CONTRACT.md section 4).
+// The value the agent writes to MSR_VIRTUAL_MITIGATION_CTRL (contract/CONTRACT.md section 4).
 import { MITI_CTRL_BHB_CLEAR_SEQ_S_USED, MITI_CTRL_RETPOLINE_S_USED, VIRTUAL_MITIGATION_CTRL, bit } from './registers.js'
 
 /** CTRL bits this agent knows how to set: the contract defines bits 0 and 1 only. */
@@ -11,7 +11,7 @@ export interface MitiCtrlWish {
 }
 
 /**
- * Read-modify-write of enumerated bits only (CONTRACT.md section 4): bits that MITI_ENUM does not
+ * Read-modify-write of enumerated bits only (contract/CONTRACT.md section 4): bits that MITI_ENUM does not
  * enumerate, and bits this agent does not know, keep their current value; writing them would fault
  * (section 3). An 'unknown' wish leaves its bit alone rather than guess.
  */

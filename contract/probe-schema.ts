@@ -25,14 +25,48 @@ export const DecisionJson = z.strictObject({
   disagreements: z.array(z.strictObject({ cpu: z.number().int(), what: z.string() })),
 })
 
+const verdict = z.enum(['protected', 'at-risk', 'vulnerable', 'unknown'])
+const concern = z.enum(['bhi', 'retpoline'])
+
+/** The operator's answer (contract/verdict.ts, contract/CONTRACT.md section 8); also in guest-report/v1. */
+export const VerdictJson = z.strictObject({
+  verdict,
+  environment: z.enum(['vm', 'bare-metal', 'unknown']),
+  concerns: z.array(z.strictObject({
+    concern, verdict, mitigation: z.string().max(500), basis: z.string().max(2000), rule: z.string().max(100),
+    vmm: z.enum(['not-needed', 'backing', 'cannot-be-told', 'unknown']),
+    findings: z.array(z.string().max(100)).max(64),
+  })).max(2),
+})
+
+/**
+ * One finding. `level` and `text` are the first probe/v1 fields; the rest came with issue 12 and are
+ * optional only so that documents from earlier agents (recorded boots) still read; this agent
+ * always writes them. Ids: contract/findings.ts.
+ */
+export const FindingJson = z.strictObject({
+  level: z.enum(['violation', 'cannot-tell', 'note']),
+  text: z.string().max(8000),
+  id: z.string().max(100).optional(),
+  effect: z.enum(['at-risk', 'vulnerable', 'unknown', 'note']).optional(),
+  concern: concern.optional(),
+  /** CPU list as the kernel writes one ("0-3,5"). */
+  cpus: z.string().max(4000).optional(),
+  title: z.string().max(500).optional(),
+  detail: z.string().max(2000).optional(),
+})
+
 export const ProbeJson = z.strictObject({
   schema: z.literal(PROBE_SCHEMA_ID),
   agent: z.strictObject({ name: z.literal('virtmiti'), version: z.string() }),
-  /** ok: nothing wrong found; violation: a mismatch or CPUs that disagree; cannot-tell: some fact could not be read. */
+  /** ok: protected; violation: at risk or vulnerable; cannot-tell: unknown (verdict.verdict says which). */
   status: z.enum(['ok', 'violation', 'cannot-tell']),
+  /** 0 protected, 1 at risk or vulnerable, 3 unknown (issue 12). */
   exitCode: z.number().int(),
-  /** One line per problem, most important first. */
-  findings: z.array(z.strictObject({ level: z.enum(['violation', 'cannot-tell', 'note']), text: z.string() })),
+  /** The operator's answer; absent only in documents from agents before issue 12. */
+  verdict: VerdictJson.optional(),
+  /** Every finding, most severe first. */
+  findings: z.array(FindingJson),
   facts: FactsJson,
   decision: DecisionJson,
 })

@@ -1,4 +1,4 @@
-// Register and bit definitions, as data (CONTRACT.md section 2).
+// Register and bit definitions, as data (contract/CONTRACT.md section 2).
 // Every bit names its source so a reviewer can check it line by line.
 
 export interface BitDef {
@@ -34,7 +34,7 @@ export const MSR = {
 
 export const ARCH_CAPABILITIES: RegisterDef = {
   name: 'IA32_ARCH_CAPABILITIES', index: MSR.ARCH_CAPABILITIES, kind: 'msr',
-  source: 'CONTRACT.md section 2; ' + LINUX_MSR,
+  source: 'contract/CONTRACT.md section 2; ' + LINUX_MSR,
   bits: [
     { bit: 0, name: 'RDCL_NO', meaning: 'not susceptible to Meltdown (rogue data cache load)', source: LINUX_MSR },
     { bit: 1, name: 'IBRS_ALL', meaning: 'enhanced IBRS (eIBRS) supported', source: LINUX_MSR },
@@ -61,7 +61,7 @@ export const ARCH_CAPABILITIES: RegisterDef = {
 
 export const SPEC_CTRL: RegisterDef = {
   name: 'IA32_SPEC_CTRL', index: MSR.SPEC_CTRL, kind: 'msr',
-  source: 'CONTRACT.md section 2; ' + XEN_MSR,
+  source: 'contract/CONTRACT.md section 2; ' + XEN_MSR,
   bits: [
     { bit: 0, name: 'IBRS', meaning: 'indirect branch restricted speculation', source: LINUX_MSR },
     { bit: 1, name: 'STIBP', meaning: 'single thread indirect branch predictors', source: LINUX_MSR },
@@ -78,7 +78,7 @@ export const SPEC_CTRL: RegisterDef = {
 
 export const VIRTUAL_ENUMERATION: RegisterDef = {
   name: 'MSR_VIRTUAL_ENUMERATION', index: MSR.VIRTUAL_ENUMERATION, kind: 'msr',
-  source: 'CONTRACT.md section 2; ' + RFC_V3,
+  source: 'contract/CONTRACT.md section 2; ' + RFC_V3,
   bits: [
     { bit: 0, name: 'MITIGATION_CTRL_SUPPORT', meaning: 'MSR_VIRTUAL_MITIGATION_ENUM and _CTRL exist', source: RFC_V3 },
   ],
@@ -86,7 +86,7 @@ export const VIRTUAL_ENUMERATION: RegisterDef = {
 
 export const VIRTUAL_MITIGATION_ENUM: RegisterDef = {
   name: 'MSR_VIRTUAL_MITIGATION_ENUM', index: MSR.VIRTUAL_MITIGATION_ENUM, kind: 'msr',
-  source: 'CONTRACT.md section 2; RFC v3 05/10, 08/10',
+  source: 'contract/CONTRACT.md section 2; RFC v3 05/10, 08/10',
   bits: [
     { bit: 0, name: 'BHB_CLEAR_SEQ_S_SUPPORT', meaning: 'VMM can deploy BHI_DIS_S for a guest using the short BHB clearing sequence', source: 'RFC v3 04/10' },
     { bit: 1, name: 'RETPOLINE_S_SUPPORT', meaning: 'VMM can deploy RRSBA_DIS_S for a retpoline guest', source: 'RFC v3 05/10' },
@@ -95,7 +95,7 @@ export const VIRTUAL_MITIGATION_ENUM: RegisterDef = {
 
 export const VIRTUAL_MITIGATION_CTRL: RegisterDef = {
   name: 'MSR_VIRTUAL_MITIGATION_CTRL', index: MSR.VIRTUAL_MITIGATION_CTRL, kind: 'msr',
-  source: 'CONTRACT.md section 2; RFC v3 04/10, 05/10',
+  source: 'contract/CONTRACT.md section 2; RFC v3 04/10, 05/10',
   bits: [
     { bit: 0, name: 'BHB_CLEAR_SEQ_S_USED', meaning: 'guest uses the short BHB clearing sequence in supervisor mode', source: 'RFC v3 04/10' },
     { bit: 1, name: 'RETPOLINE_S_USED', meaning: 'guest uses retpoline in supervisor mode', source: 'RFC v3 05/10' },
@@ -124,7 +124,7 @@ export const CPUID_7_2_EDX: RegisterDef = {
   bits: [
     { bit: 0, name: 'PSFD', meaning: 'predictive store forwarding disable', source: SCATTERED },
     { bit: 1, name: 'IPRED_CTRL', meaning: 'IPRED_DIS_U/S available', source: SCATTERED },
-    // spectre-meltdown-checker reads BHI_CTRL from bit 2: that is RRSBA_CTRL (CONTRACT.md section 2).
+    // spectre-meltdown-checker reads BHI_CTRL from bit 2: that is RRSBA_CTRL (contract/CONTRACT.md section 2).
     { bit: 2, name: 'RRSBA_CTRL', meaning: 'RRSBA_DIS_U/S available', source: SCATTERED + ' {EDX,2,7,2}' },
     { bit: 3, name: 'DDPD_U', meaning: 'DDPD_U available', source: SCATTERED },
     { bit: 4, name: 'BHI_CTRL', meaning: 'BHI_DIS_S available', source: SCATTERED + ' {EDX,4,7,2}' },

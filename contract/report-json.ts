@@ -4,6 +4,7 @@
 import { z } from 'zod'
 
 import { REPORT_SCHEMA_ID } from './report-id.js'
+import { VerdictJson } from './probe-schema.js'
 
 export { REPORT_SCHEMA_ID, REPORT_MAX_BYTES } from './report-id.js'
 
@@ -69,6 +70,12 @@ export const GuestReport = z.strictObject({
   cpus: z.array(ReportCpu).min(1).max(8192),
   /** True only when every CPU ended holding `wanted` (or nothing was to be written). */
   complete: z.boolean(),
+  /**
+   * The guest's verdict after this run (issue 12; contract/verdict.ts), with the finding ids
+   * (contract/findings.ts). Informational for the host: `host expect`/`host check` derive their
+   * own answer from the per-CPU data and never trust this.
+   */
+  verdict: VerdictJson.extend({ findings: z.array(z.string().max(100)).max(64) }).optional(),
 })
 export type GuestReport = z.infer<typeof GuestReport>
 export type ReportCpu = z.infer<typeof ReportCpu>

@@ -4,7 +4,7 @@ import t from 'tap'
 import { scenarioFromDoc, scenarioJsonSchema } from './scenario.js'
 
 const doc = () => ({
-  name: 'x', description: 'd', source: 'CONTRACT.md section 5',
+  name: 'x', description: 'd', source: 'contract/CONTRACT.md section 5',
   host: { cpu: 'sapphire-rapids' }, guest: { cpu: 'cascade-lake', vcpus: 2n }, vmm: { profile: 'reference' },
   kernel: { cmdline: '', spectreV2: 'Mitigation: Retpolines; BHI: SW loop, KVM: SW loop' },
   expected: {

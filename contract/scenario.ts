@@ -1,7 +1,7 @@
 // The scenario file format (scenarios/cases/*.yaml, issue 6): a zod schema, its types and its
 // JSON Schema. Pure: YAML is parsed at the edge (host/runner/scenario-file.ts), which maps error
 // paths to file:line:column. Expectations in scenario files are written by hand from
-// CONTRACT.md (each file cites the sections in `source`), never computed by the code under test.
+// contract/CONTRACT.md (each file cites the sections in `source`), never computed by the code under test.
 import { z } from 'zod'
 import { ARCH_CAPABILITIES, SPEC_CTRL, VIRTUAL_MITIGATION_CTRL, type RegisterDef } from './registers.js'
 
@@ -11,7 +11,7 @@ export type Tier = (typeof TIERS)[number]
 /**
  * Where a faulty VMM must be caught, as "<stage>.<id>": guest.report (the agent's own exit code),
  * check.<item id of host/check/check.ts>, selftest.<RULES key of guest/selftest/run.ts>,
- * reset.<miti-ctrl|forced-mask|forced-value> (the runner's vCPU reset step, CONTRACT.md section 3).
+ * reset.<miti-ctrl|forced-mask|forced-value> (the runner's vCPU reset step, contract/CONTRACT.md section 3).
  */
 export const CAUGHT_RE = /^(guest|check|selftest|reset)\.[a-zA-Z][a-zA-Z0-9-]{0,63}$/
 
@@ -35,7 +35,7 @@ const text = (what: string, max = 2000) => z.string({ message: `expected ${what}
 const catalogId = (what: string) => z.string({ message: `expected the ${what} as a catalog id (scenarios/cpus/<id>.yaml)` })
   .regex(/^[a-z0-9][a-z0-9-]{0,63}$/, `expected the ${what} as a lower-case catalog id like "sapphire-rapids"`)
 
-/** true / false / unknown: "unknown" means the guest leaves the CTRL bit as it is (CONTRACT.md section 4, contract/miti-ctrl.ts). */
+/** true / false / unknown: "unknown" means the guest leaves the CTRL bit as it is (contract/CONTRACT.md section 4, contract/miti-ctrl.ts). */
 const wishValue = z.union([z.boolean(), z.literal('unknown')], { message: 'expected true, false or "unknown"' })
 
 const forcedPair = z.strictObject({
@@ -47,20 +47,20 @@ export const ScenarioDoc = z.strictObject({
   /** Stable unique name: the TAP subtest name and the --filter target. */
   name: z.string({ message: 'expected the scenario name as a string' }).regex(/^[a-z0-9][a-z0-9-]{0,95}$/, 'expected a lower-case name of letters, digits and "-" (it names the TAP subtest)').describe('Stable unique name: the TAP subtest name and the --filter target'),
   description: text('description'),
-  /** The CONTRACT.md sections (and other sources) the expectations were written from. */
-  source: text('source').describe('The CONTRACT.md sections (and other sources) the expectations were written from'),
+  /** The contract/CONTRACT.md sections (and other sources) the expectations were written from. */
+  source: text('source').describe('The contract/CONTRACT.md sections (and other sources) the expectations were written from'),
   host: z.strictObject({
-    /** The real hardware the VMM runs on: its caps drive the VMM response (CONTRACT.md section 5). */
-    cpu: catalogId('host CPU').describe('The real hardware the VMM runs on (scenarios/cpus/<id>.yaml): its caps drive the VMM response (CONTRACT.md section 5)'),
+    /** The real hardware the VMM runs on: its caps drive the VMM response (contract/CONTRACT.md section 5). */
+    cpu: catalogId('host CPU').describe('The real hardware the VMM runs on (scenarios/cpus/<id>.yaml): its caps drive the VMM response (contract/CONTRACT.md section 5)'),
   }),
   guest: z.strictObject({
-    /** The CPU model the VMM presents (may differ from the host: the migration pool, CONTRACT.md section 1). */
+    /** The CPU model the VMM presents (may differ from the host: the migration pool, contract/CONTRACT.md section 1). */
     cpu: catalogId('presented guest CPU').describe('The CPU model the VMM presents; may differ from the host (migration pool)'),
     /**
      * ARCH_CAPABILITIES the VMM presents instead of the model's (bit names, without VIRTUAL_ENUM:
      * the VMM profile adds bit 63); null: no ARCH_CAPABILITIES at all. Default: the model's value.
      */
-    archCapabilities: bitList(ARCH_CAPABILITIES).refine(a => !a.includes('VIRTUAL_ENUM'), { message: 'expected no VIRTUAL_ENUM here: the VMM profile decides bit 63 (CONTRACT.md section 3)' }).nullable().optional(),
+    archCapabilities: bitList(ARCH_CAPABILITIES).refine(a => !a.includes('VIRTUAL_ENUM'), { message: 'expected no VIRTUAL_ENUM here: the VMM profile decides bit 63 (contract/CONTRACT.md section 3)' }).nullable().optional(),
     /** CPUID.1:ECX[31]; default true (a guest). */
     hypervisor: z.boolean({ message: 'expected true or false' }).optional(),
     vcpus: vcpuCount,
@@ -72,20 +72,20 @@ export const ScenarioDoc = z.strictObject({
   kernel: z.strictObject({
     /** /proc/cmdline of the guest kernel. */
     cmdline: z.string({ message: 'expected the kernel command line as a string ("" for none)' }).max(4096),
-    /** /sys/devices/system/cpu/vulnerabilities/spectre_v2: the kernel's resulting state (CONTRACT.md section 6). */
-    spectreV2: text('spectre_v2 sysfs line', 1000).describe('/sys/devices/system/cpu/vulnerabilities/spectre_v2: the kernel\'s resulting state (CONTRACT.md section 6)'),
+    /** /sys/devices/system/cpu/vulnerabilities/spectre_v2: the kernel's resulting state (contract/CONTRACT.md section 6). */
+    spectreV2: text('spectre_v2 sysfs line', 1000).describe('/sys/devices/system/cpu/vulnerabilities/spectre_v2: the kernel\'s resulting state (contract/CONTRACT.md section 6)'),
   }),
   expected: z.strictObject({
-    /** What the guest decides to report (CONTRACT.md section 4). */
+    /** What the guest decides to report (contract/CONTRACT.md section 4). */
     decision: z.strictObject({ bhbClearSeqSUsed: wishValue, retpolineSUsed: wishValue }),
-    /** Whether the guest finds the virtual MSRs enumerated on every CPU (CONTRACT.md section 3). */
+    /** Whether the guest finds the virtual MSRs enumerated on every CPU (contract/CONTRACT.md section 3). */
     enumerated: z.boolean({ message: 'expected true or false' }),
     /** MSR_VIRTUAL_MITIGATION_CTRL the VMM holds after the guest's report: one list for all vCPUs, or perVcpu. */
     mitiCtrl: z.union([
       bitList(VIRTUAL_MITIGATION_CTRL),
       z.strictObject({ perVcpu: z.array(bitList(VIRTUAL_MITIGATION_CTRL)).min(1).max(64) }),
     ], { message: `expected a list of ${VIRTUAL_MITIGATION_CTRL.name} bit names, or { perVcpu: [[...], ...] }` }),
-    /** Forced SPEC_CTRL mask/value per vCPU (CONTRACT.md section 5): one pair for all vCPUs, or perVcpu. */
+    /** Forced SPEC_CTRL mask/value per vCPU (contract/CONTRACT.md section 5): one pair for all vCPUs, or perVcpu. */
     forced: z.union([
       forcedPair,
       z.strictObject({ perVcpu: z.array(forcedPair).min(1).max(64) }),
@@ -167,7 +167,7 @@ export function scenarioJsonSchema(): Record<string, unknown> {
   return {
     $id: SCENARIO_SCHEMA_ID,
     title: 'virtmiti scenario v1',
-    description: 'One end-to-end scenario: host CPU, presented guest CPU, VMM profile, guest kernel state, and the hand-written expectations (CONTRACT.md sections 3-6).',
+    description: 'One end-to-end scenario: host CPU, presented guest CPU, VMM profile, guest kernel state, and the hand-written expectations (contract/CONTRACT.md sections 3-6).',
     // vcpus accepts YAML integers (parsed as bigint); input form is the documented one.
     ...withIntegerVcpus(z.toJSONSchema(ScenarioDoc, { io: 'input', unrepresentable: 'any' }) as Record<string, any>),
   }

@@ -1,11 +1,11 @@
-// The spectre_v2 sysfs parser accepts every string of CONTRACT.md section 6 (Linux bugs.c
+// The spectre_v2 sysfs parser accepts every string of contract/CONTRACT.md section 6 (Linux bugs.c
 // spectre_v2_strings[] and spectre_bhi_state()), in the "; " form (6.9+) and the ", " form (before
 // 6.9 and stable backports), and reports anything else as unknown with the raw text.
 import t from 'tap'
 import { parseSpectreV2, usesRetpoline, BHI_MODE_TEXT, V2_MODE_TEXT } from './sysfs-spectre-v2.js'
 import type { BhiMode } from './decision-types.js'
 
-// CONTRACT.md section 6: the BHI segment strings, first match wins in spectre_bhi_state().
+// contract/CONTRACT.md section 6: the BHI segment strings, first match wins in spectre_bhi_state().
 const BHI_STRINGS: [string, BhiMode][] = [
   ['BHI: Not affected', 'not-affected'],
   ['BHI: BHI_DIS_S', 'bhi-dis-s'],
@@ -13,12 +13,12 @@ const BHI_STRINGS: [string, BhiMode][] = [
   ['BHI: Retpoline', 'retpoline'],
   ['BHI: Vulnerable, KVM: SW loop', 'vmexit-sw-loop'],
   ['BHI: Vulnerable', 'vulnerable'],
-  // 6.9-rc / early stable spellings (CONTRACT.md section 6 "to tolerate").
+  // 6.9-rc / early stable spellings (contract/CONTRACT.md section 6 "to tolerate").
   ['BHI: Syscall hardening, KVM: SW loop', 'vmexit-sw-loop'],
   ['BHI: Vulnerable (Syscall hardening enabled)', 'vulnerable'],
 ]
 
-t.test('CONTRACT.md 6: every BHI segment string parses, "; " form (Linux 6.9+)', async t => {
+t.test('contract/CONTRACT.md 6: every BHI segment string parses, "; " form (Linux 6.9+)', async t => {
   for (const [seg, mode] of BHI_STRINGS) {
     const line = `Mitigation: Enhanced / Automatic IBRS; IBPB: conditional; RSB filling; PBRSB-eIBRS: SW sequence; ${seg}\n`
     const r = parseSpectreV2(line)
@@ -32,7 +32,7 @@ t.test('CONTRACT.md 6: every BHI segment string parses, "; " form (Linux 6.9+)',
   }
 })
 
-t.test('CONTRACT.md 6: pre-6.9 ", " lines keep "BHI: ..., KVM: SW loop" whole', async t => {
+t.test('contract/CONTRACT.md 6: pre-6.9 ", " lines keep "BHI: ..., KVM: SW loop" whole', async t => {
   for (const [seg, mode] of BHI_STRINGS) {
     // Shape of a 5.15/6.1 stable backport line: spectre_v2_show_state() with ", " separators.
     const line = `Mitigation: Retpolines, IBPB: conditional, IBRS_FW, STIBP: conditional, RSB filling, PBRSB-eIBRS: Not affected, ${seg}`
@@ -117,7 +117,7 @@ t.test('unknown text comes back as unknown with the raw text, never guessed', as
   t.equal(parseSpectreV2('Mitigation: Retpolines; BHI: sw loop, KVM: SW loop').bhi, 'unknown', 'lower-case "sw loop" is not the kernel string')
 })
 
-t.test('usesRetpoline (CONTRACT.md 4: "Retpolines" or "... + Retpolines")', async t => {
+t.test('usesRetpoline (contract/CONTRACT.md 4: "Retpolines" or "... + Retpolines")', async t => {
   t.equal(usesRetpoline('retpoline'), true)
   t.equal(usesRetpoline('eibrs-retpoline'), true)
   t.equal(usesRetpoline('lfence'), false, 'LFENCE flavour is not retpoline')

@@ -1,4 +1,4 @@
-// Parser for /sys/devices/system/cpu/vulnerabilities/spectre_v2 (CONTRACT.md section 6).
+// Parser for /sys/devices/system/cpu/vulnerabilities/spectre_v2 (contract/CONTRACT.md section 6).
 // String tables follow Linux arch/x86/kernel/cpu/bugs.c: spectre_v2_strings[],
 // spectre_v2_show_state() and spectre_bhi_state(). Unknown text is reported as unknown, never guessed.
 import type { BhiMode, SpectreV2Mode } from './decision-types.js'
@@ -31,7 +31,7 @@ const BHI_STATES: ReadonlyArray<[string, BhiMode, string]> = [
   ['BHI: Retpoline', 'retpoline', 'bugs.c spectre_bhi_state(): RETPOLINE && !RETPOLINE_LFENCE && rrsba_disabled'],
   ['BHI: Vulnerable, KVM: SW loop', 'vmexit-sw-loop', 'bugs.c spectre_bhi_state(): X86_FEATURE_CLEAR_BHB_VMEXIT'],
   ['BHI: Vulnerable', 'vulnerable', 'bugs.c spectre_bhi_state(): fallthrough'],
-  // 6.9-rc and early stable backports (CONTRACT.md section 6): syscall hardening instead of the
+  // 6.9-rc and early stable backports (contract/CONTRACT.md section 6): syscall hardening instead of the
   // loop on syscall entry; the loop ran on VM exit only.
   ['BHI: Syscall hardening, KVM: SW loop', 'vmexit-sw-loop', 'Linux 6.9-rc / early stable: syscall hardening, loop on VM exit only'],
   ['BHI: Vulnerable (Syscall hardening enabled)', 'vulnerable', 'Linux 6.9-rc / early stable'],
@@ -46,7 +46,7 @@ export interface SpectreV2Sysfs {
   segments: string[]
   bhi: BhiMode
   bhiText?: string
-  /** "; " since 6.9, ", " before (CONTRACT.md section 6). */
+  /** "; " since 6.9, ", " before (contract/CONTRACT.md section 6). */
   separator: '; ' | ', '
   /** Set when some part of the line is not in the tables: the raw text is the truth. */
   unknown: string[]
@@ -100,7 +100,7 @@ export function parseSpectreV2(text: string): SpectreV2Sysfs {
   }
 }
 
-/** Whether the kernel runs retpolines in supervisor mode (CONTRACT.md section 4: "Retpolines" or "... + Retpolines"). */
+/** Whether the kernel runs retpolines in supervisor mode (contract/CONTRACT.md section 4: "Retpolines" or "... + Retpolines"). */
 export function usesRetpoline(mode: SpectreV2Mode): boolean | 'unknown' {
   if (mode === 'unknown') return 'unknown'
   return mode === 'retpoline' || mode === 'eibrs-retpoline'

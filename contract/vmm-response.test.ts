@@ -1,4 +1,4 @@
-// One test per rule of CONTRACT.md section 5, named after the rule.
+// One test per rule of contract/CONTRACT.md section 5, named after the rule.
 import t from 'tap'
 import { forcedFor, derivedForce, effectiveSpecCtrl, supportedForceBits, validateUserspaceForce } from './vmm-response.js'
 import type { HostCaps } from './host-caps.js'

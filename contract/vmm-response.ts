@@ -1,4 +1,4 @@
-// What the VMM must force in SPEC_CTRL for what a vCPU reported (CONTRACT.md section 5).
+// What the VMM must force in SPEC_CTRL for what a vCPU reported (contract/CONTRACT.md section 5).
 // Pure: one function per rule, each citing its source, so the emulation, the checker and
 // `host expect` share one statement of the rules.
 import type { HostCaps } from './host-caps.js'
@@ -8,8 +8,8 @@ import {
   SPEC_CTRL_BHI_DIS_S, SPEC_CTRL_IBRS, SPEC_CTRL_RRSBA_DIS_S, SPEC_CTRL_SSBD, SPEC_CTRL_STIBP,
 } from './registers.js'
 
-const V3_01 = 'CONTRACT.md section 5; RFC v3 01/10 (20240410143446.797262-2-chao.gao@intel.com)'
-const V3_09 = 'CONTRACT.md section 5; RFC v3 09/10, 10/10 (20240410143446.797262-10/-11-chao.gao@intel.com)'
+const V3_01 = 'contract/CONTRACT.md section 5; RFC v3 01/10 (20240410143446.797262-2-chao.gao@intel.com)'
+const V3_09 = 'contract/CONTRACT.md section 5; RFC v3 09/10, 10/10 (20240410143446.797262-10/-11-chao.gao@intel.com)'
 
 export interface ForceReason {
   /** SPEC_CTRL bit name this reason is about (BHI_DIS_S, RRSBA_DIS_S, or a userspace-forced bit). */
@@ -23,7 +23,7 @@ export interface ForceReason {
 export interface UserspaceForce { mask: bigint; value: bigint }
 
 /**
- * The bits derived from CTRL and the host caps (CONTRACT.md section 5, v3 09/10):
+ * The bits derived from CTRL and the host caps (contract/CONTRACT.md section 5, v3 09/10):
  * BHB_CLEAR_SEQ_S_USED and host_bhi_ctrl and not host_bhi_no -> BHI_DIS_S;
  * RETPOLINE_S_USED and host_rrsba_ctrl and host_rrsba -> RRSBA_DIS_S.
  * Every CTRL bit the contract defines gets one reason, forced or not.
@@ -51,7 +51,7 @@ export function derivedForce(ctrl: bigint, caps: HostCaps): { bits: bigint; reas
 }
 
 /**
- * Per-vCPU forced mask/value (CONTRACT.md section 5): userspace's force takes precedence
+ * Per-vCPU forced mask/value (contract/CONTRACT.md section 5): userspace's force takes precedence
  * (derived &= ~userspace_mask); mask = um | derived; value = uv | derived (derived bits forced on).
  */
 export function forcedFor(ctrl: bigint, caps: HostCaps, userspace: UserspaceForce): { mask: bigint; value: bigint; rules: ForceReason[] } {
@@ -73,7 +73,7 @@ export function forcedFor(ctrl: bigint, caps: HostCaps, userspace: UserspaceForc
   return { mask: userspace.mask | derived, value: userspace.value | derived, rules }
 }
 
-/** Hardware SPEC_CTRL while the guest runs (CONTRACT.md section 5): (guest & ~mask) | (value & mask). */
+/** Hardware SPEC_CTRL while the guest runs (contract/CONTRACT.md section 5): (guest & ~mask) | (value & mask). */
 export function effectiveSpecCtrl(guestWritten: bigint, mask: bigint, value: bigint): bigint {
   return (guestWritten & ~mask) | (value & mask)
 }

@@ -12,7 +12,7 @@ const hex64 = z.string().regex(/^0x[0-9a-f]{1,16}$/, 'a 64-bit value as "0x" low
 export const VmmStateVcpu = z.strictObject({
   index: z.number().int().min(0).max(65535).describe('vCPU index; pairs with the guest CPU number N of /dev/cpu/N'),
   mitiCtrl: hex64.describe('MSR_VIRTUAL_MITIGATION_CTRL (0x50000002) as the VMM holds it: the last value the guest wrote, 0 after vCPU reset'),
-  forcedMask: hex64.describe('IA32_SPEC_CTRL bits the VMM forces for this vCPU: userspace mask | derived bits (CONTRACT.md section 5)'),
+  forcedMask: hex64.describe('IA32_SPEC_CTRL bits the VMM forces for this vCPU: userspace mask | derived bits (contract/CONTRACT.md section 5)'),
   forcedValue: hex64.describe('Values of the forced bits: userspace value | derived bits'),
   specCtrlShadow: hex64.describe('IA32_SPEC_CTRL as the guest last wrote it; what guest reads of 0x48 must return'),
   specCtrlEffective: hex64.describe('IA32_SPEC_CTRL the vCPU runs with: (shadow & ~forcedMask) | (forcedValue & forcedMask)'),
@@ -36,7 +36,7 @@ export const VmmState = z.strictObject({
     rrsba: z.boolean().describe('host IA32_ARCH_CAPABILITIES bit 19'),
     stibp: z.boolean().describe('host CPUID.(7,0):EDX[27]'),
     ssbd: z.boolean().describe('host CPUID.(7,0):EDX[31]'),
-  }).describe('The host capabilities the VMM derived its response from (CONTRACT.md section 5)'),
+  }).describe('The host capabilities the VMM derived its response from (contract/CONTRACT.md section 5)'),
   advertised: z.boolean().describe('Whether the guest is shown the virtual MSRs: ARCH_CAPABILITIES bit 63 and MSR_VIRTUAL_ENUMERATION bit 0'),
   mitiEnum: hex64.describe('MSR_VIRTUAL_MITIGATION_ENUM (0x50000001) as the guest reads it'),
   userspaceForce: z.strictObject({ mask: hex64, value: hex64 })

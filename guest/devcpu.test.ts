@@ -1,6 +1,6 @@
 // DevcpuPlatform over a fake tree (bench/fake-tree.mjs): pread at (subleaf << 32 | leaf) for cpuid
 // and at the MSR index for msr, as Linux arch/x86/kernel/cpuid.c and msr.c answer; errno mapped
-// to causes (issue 2); the discovery chain of CONTRACT.md section 3 followed through real files.
+// to causes (issue 2); the discovery chain of contract/CONTRACT.md section 3 followed through real files.
 import t from 'tap'
 import * as fs from 'node:fs'
 import { tmpdir } from 'node:os'

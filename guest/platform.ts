@@ -24,7 +24,7 @@ export interface Platform {
   cpus(): number[]
   cpuid(cpu: number, leaf: number, subleaf: number): CpuidResult
   rdmsr(cpu: number, index: number): MsrRead
-  /** Only guest/apply's write gate may call this (CONTRACT.md section 3, DESIGN.md conventions). */
+  /** Only guest/apply's write gate may call this (contract/CONTRACT.md section 3, DESIGN.md conventions). */
   wrmsr(cpu: number, index: number, value: bigint): MsrWrite
   /** A text file of the guest (sysfs, /proc): undefined when absent or unreadable. */
   readText(path: string): string | undefined

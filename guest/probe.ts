@@ -1,5 +1,5 @@
 // Read-only probe: gather Facts from a Platform (issue 2). Follows the discovery chain of
-// CONTRACT.md section 3 and never probes 0x5000000x without ARCH_CAPABILITIES bit 63.
+// contract/CONTRACT.md section 3 and never probes 0x5000000x without ARCH_CAPABILITIES bit 63.
 import { CPUID_LEAVES, msrKey, type CpuFacts, type Facts, type KernelFacts, type MsrFact } from '../contract/facts.js'
 import { ARCH_CAP_VIRTUAL_ENUM, CPUID7_EDX_ARCH_CAPABILITIES, MSR, VIRT_ENUM_MITIGATION_CTRL_SUPPORT, hasBit32 } from '../contract/registers.js'
 import type { Platform } from './platform.js'
@@ -36,7 +36,7 @@ export function probeCpu(p: Platform, cpu: number): CpuFacts {
   if (!hasBit32(l7.regs.edx, CPUID7_EDX_ARCH_CAPABILITIES)) return skipRest(0, 'CPUID.(7,0):EDX[29] clear: no IA32_ARCH_CAPABILITIES'), out
   const ac = (out.msr[msrKey(MSR.ARCH_CAPABILITIES)] = read(MSR.ARCH_CAPABILITIES))
   if (!('value' in ac)) return skipRest(1, 'IA32_ARCH_CAPABILITIES unreadable'), out
-  // CONTRACT.md section 3: never probe 0x5000000x without ARCH_CAPABILITIES bit 63.
+  // contract/CONTRACT.md section 3: never probe 0x5000000x without ARCH_CAPABILITIES bit 63.
   if ((ac.value & ARCH_CAP_VIRTUAL_ENUM) === 0n) return skipRest(1, 'ARCH_CAPABILITIES bit 63 (VIRTUAL_ENUM) clear'), out
   const ve = (out.msr[msrKey(MSR.VIRTUAL_ENUMERATION)] = read(MSR.VIRTUAL_ENUMERATION))
   if (!('value' in ve)) return skipRest(2, 'MSR_VIRTUAL_ENUMERATION unreadable'), out

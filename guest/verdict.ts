@@ -1,36 +1,47 @@
-// From Facts and Decision to findings and an exit code (DESIGN.md exit codes). Pure.
+// From Facts and Decision to the operator's verdict (contract/verdict.ts) and the probe's exit code
+// (issue 12: 0 protected, 1 at risk or vulnerable, 3 unknown). Pure.
 import type { Decision } from '../contract/decision-types.js'
 import type { Facts } from '../contract/facts.js'
+import { findingDef } from '../contract/findings.js'
 import { cpuRanges } from '../contract/format.js'
+import { exitCodeOf, judge, type FindingHit, type GuestVerdict, type RecordCpu, type Verdict } from '../contract/verdict.js'
 
 export { cpuRanges }
 
-export interface Finding { level: 'violation' | 'cannot-tell' | 'note'; text: string }
-
-/** Group identical messages across CPUs: "CPUs 0-255: message". */
-function grouped(items: { cpu: number; text: string }[]): string[] {
-  const by = new Map<string, number[]>()
-  for (const it of items) by.set(it.text, [...(by.get(it.text) ?? []), it.cpu])
-  return [...by].map(([text, cpus]) => `${cpus.length > 1 ? 'CPUs' : 'CPU'} ${cpuRanges(cpus)}: ${text}`)
+/** One finding as the outputs print it. `level` and `text` keep the probe/v1 reading of older consumers. */
+export interface Finding {
+  id: string
+  effect: FindingHit['effect']
+  concern?: FindingHit['concern']
+  cpus?: string
+  title: string
+  detail: string
+  level: 'violation' | 'cannot-tell' | 'note'
+  text: string
 }
 
-export function verdict(facts: Facts, d: Decision): { findings: Finding[]; exitCode: number; status: 'ok' | 'violation' | 'cannot-tell' } {
-  const f: Finding[] = []
-  for (const m of d.mismatches) f.push({ level: 'violation', text: `${m.what}: the kernel chose "${m.kernel}" but this CPU and command line call for "${m.expected}" (${m.reason.text}; ${m.reason.source})` })
-  for (const t of grouped(d.disagreements.map(x => ({ cpu: x.cpu, text: x.what })))) f.push({ level: 'violation', text: `CPUs disagree: ${t}` })
-  const faults: { cpu: number; text: string }[] = []
-  for (const c of facts.cpus) {
-    for (const [k, v] of Object.entries(c.cpuid)) if (v && 'fault' in v) faults.push({ cpu: c.cpu, text: `CPUID ${k}: ${v.fault.errno}: ${v.fault.message.replace(/\/dev\/cpu\/\d+\//, '/dev/cpu/N/')}` })
-    for (const [k, v] of Object.entries(c.msr)) if ('fault' in v) faults.push({ cpu: c.cpu, text: `MSR ${k}: ${v.fault.errno}: ${v.fault.message.replace(/\/dev\/cpu\/\d+\//, '/dev/cpu/N/').replace(/ on CPU \d+/, '')}` })
+const LEVEL = { vulnerable: 'violation', 'at-risk': 'violation', unknown: 'cannot-tell', note: 'note' } as const
+
+export function findingOut(h: FindingHit): Finding {
+  const d = findingDef(h.id)
+  const cpus = h.cpus?.length ? cpuRanges(h.cpus) : undefined
+  const where = cpus ? `${h.cpus!.length > 1 ? 'CPUs' : 'CPU'} ${cpus}: ` : ''
+  return {
+    id: h.id, effect: h.effect, ...(h.concern ? { concern: h.concern } : {}), ...(cpus ? { cpus } : {}),
+    title: d.title, detail: h.detail, level: LEVEL[h.effect],
+    text: `${h.concern ? `${h.concern === 'bhi' ? 'BHI' : 'retpoline'}: ` : ''}${d.title}: ${where}${h.detail}`,
   }
-  for (const t of grouped(faults)) f.push({ level: 'cannot-tell', text: t })
-  if (d.kernel.raw === undefined) f.push({ level: 'cannot-tell', text: 'no /sys/devices/system/cpu/vulnerabilities/spectre_v2: which mitigation the kernel uses is unknown' })
-  else if (d.kernel.bhi === 'unknown' || d.kernel.spectreV2 === 'unknown') f.push({ level: 'cannot-tell', text: `spectre_v2 line not understood, reported as is: "${d.kernel.raw}"` })
-  if (d.expected.bhi === 'unknown' || d.expected.spectreV2 === 'unknown') {
-    const r = d.expected.reasons[d.expected.reasons.length - 1]
-    f.push({ level: 'note', text: `no prediction of the kernel's choice to compare with: ${r ? r.text : 'unknown'}` })
-  }
-  const violation = f.some(x => x.level === 'violation')
-  const cannot = f.some(x => x.level === 'cannot-tell')
-  return { findings: f, exitCode: violation ? 1 : cannot ? 3 : 0, status: violation ? 'violation' : cannot ? 'cannot-tell' : 'ok' }
+}
+
+export interface VerdictOptions {
+  ctrlNow?: ReadonlyMap<number, bigint | undefined>
+  record?: { origin: string; cpus: readonly RecordCpu[] }
+}
+
+/** probe/v1 `status`: ok = protected, violation = at risk or vulnerable, cannot-tell = unknown. */
+export const STATUS: Record<Verdict, 'ok' | 'violation' | 'cannot-tell'> = { protected: 'ok', 'at-risk': 'violation', vulnerable: 'violation', unknown: 'cannot-tell' }
+
+export function verdict(facts: Facts, d: Decision, o: VerdictOptions = {}): { judged: GuestVerdict; findings: Finding[]; exitCode: 0 | 1 | 3; status: 'ok' | 'violation' | 'cannot-tell' } {
+  const judged = judge({ facts, decision: d, ...o })
+  return { judged, findings: judged.findings.map(findingOut), exitCode: exitCodeOf(judged.verdict), status: STATUS[judged.verdict] }
 }

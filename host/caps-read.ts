@@ -1,4 +1,4 @@
-// The host's own capabilities (CONTRACT.md section 5 inputs), read through a Platform: the
+// The host's own capabilities (contract/CONTRACT.md section 5 inputs), read through a Platform: the
 // devcpu platform on a real host (CPUID through /dev/cpu/N/cpuid, ARCH_CAPABILITIES through
 // /dev/cpu/N/msr), or a simulated one in tests. Read-only: never writes an MSR.
 import { hostCapsFromCpuFacts, HOST_CAP_NAMES, type HostCapName, type HostCaps } from '../contract/host-caps.js'
@@ -22,7 +22,7 @@ function readCpu(p: Platform, cpu: number): CpuFacts {
     f.cpuid[key] = r.ok ? { regs: r.regs } : { fault: r.fault }
   }
   const l7 = f.cpuid['0x7.0']
-  // ARCH_CAPABILITIES exists iff CPUID.(7,0):EDX[29] (CONTRACT.md section 2): never read it otherwise.
+  // ARCH_CAPABILITIES exists iff CPUID.(7,0):EDX[29] (contract/CONTRACT.md section 2): never read it otherwise.
   if (l7 && 'regs' in l7 && hasBit32(l7.regs.edx, CPUID7_EDX_ARCH_CAPABILITIES)) {
     const m = p.rdmsr(cpu, MSR.ARCH_CAPABILITIES)
     f.msr[msrKey(MSR.ARCH_CAPABILITIES)] = m.ok ? { value: m.value } : { fault: m.fault }

@@ -5,7 +5,7 @@
 // The kernel's spectre_v2 line is derived here, independently of the guest decision code, from
 // Linux 6.12 arch/x86/kernel/cpu/bugs.c and common.c as cited next to each rule, so the fixtures
 // can serve as an oracle for it. Linux 6.12.9 predates commit 9f725eec8fc0 (May 2025), so
-// BHI_NO still exempts a CPU from X86_BUG_BHI (CONTRACT.md section 6).
+// BHI_NO still exempts a CPU from X86_BUG_BHI (contract/CONTRACT.md section 6).
 //
 // Run: npx esbuild scripts/gen-fixtures.ts --bundle --platform=node --format=esm \
 //        --packages=external --outfile=.cache/gen-fixtures.mjs && node .cache/gen-fixtures.mjs
@@ -130,19 +130,19 @@ export interface Expected {
   model: string
   variant: Variant
   hypervisor: boolean
-  /** ARCH_CAP bit 63 -> 0x50000000 bit 0 -> 0x50000001 readable (CONTRACT.md section 3). */
+  /** ARCH_CAP bit 63 -> 0x50000000 bit 0 -> 0x50000001 readable (contract/CONTRACT.md section 3). */
   enumerated: boolean
   spectreV2Mode: KernelVerdict['mode']
   bhi: KernelVerdict['bhi']
-  /** What the agent writes to MSR_VIRTUAL_MITIGATION_CTRL (CONTRACT.md section 4), or null: no write. */
+  /** What the agent writes to MSR_VIRTUAL_MITIGATION_CTRL (contract/CONTRACT.md section 4), or null: no write. */
   mitiCtrl: string | null
   why: string[]
 }
 
 export interface Fixture { file: string; json: FactsJson; expected: Expected }
 
-const NOT_PROBED = 'IA32_ARCH_CAPABILITIES bit 63 (VIRTUAL_ENUM) clear: not probed (CONTRACT.md section 3)'
-const NO_ARCH_CAP = 'CPUID.(7,0):EDX[29] clear: IA32_ARCH_CAPABILITIES does not exist (CONTRACT.md section 2)'
+const NOT_PROBED = 'IA32_ARCH_CAPABILITIES bit 63 (VIRTUAL_ENUM) clear: not probed (contract/CONTRACT.md section 3)'
+const NO_ARCH_CAP = 'CPUID.(7,0):EDX[29] clear: IA32_ARCH_CAPABILITIES does not exist (contract/CONTRACT.md section 2)'
 const VIRT_ENUM = 0x1n
 const VIRT_MITI_ENUM = 0x3n
 const VIRT_MITI_CTRL_RESET = 0x0n
@@ -178,7 +178,7 @@ export function buildFixture(model: CpuModel, variant: Variant): Fixture {
     kernel: { release: KERNEL_RELEASE, cmdline, vulnerabilities: { spectre_v2: k.line } },
     cpus: machine(p, enumerated),
   }
-  // CONTRACT.md section 4: bit 0 when the kernel runs the SW BHB loop on syscall, bit 1 when it
+  // contract/CONTRACT.md section 4: bit 0 when the kernel runs the SW BHB loop on syscall, bit 1 when it
   // uses retpoline; only enumerated bits (ENUM = 0x3 here).
   let ctrl: bigint | null = null
   if (enumerated) {

@@ -17,6 +17,7 @@ import { HostCapsJson, HOST_CAPS_SCHEMA_ID } from '../contract/host-caps.js'
 import { vmmStateJsonSchema } from '../contract/vmm-state-json.js'
 import { scenarioJsonSchema } from '../contract/scenario.js'
 import { cpuModelJsonSchema } from '../contract/cpu-model-json.js'
+import { CHECK_RESULT_SCHEMA_ID, CheckResultJson, EXPECT_SCHEMA_ID, ExpectJson } from '../contract/host-output-schemas.js'
 
 /** File name -> [zod schema, document id, title]. The id is the document's own "schema" field. */
 const SCHEMAS: Record<string, [z.ZodType, string, string]> = {
@@ -24,7 +25,12 @@ const SCHEMAS: Record<string, [z.ZodType, string, string]> = {
   'probe.schema.json': [ProbeJson, PROBE_SCHEMA_ID, 'virtmiti guest probe --json'],
   'guest-report.schema.json': [GuestReport, REPORT_SCHEMA_ID, 'virtmiti guest report (read by host check)'],
   'host-caps.schema.json': [HostCapsJson, HOST_CAPS_SCHEMA_ID, 'virtmiti host caps --json (read by host check --host-caps)'],
+  'expect.schema.json': [ExpectJson, EXPECT_SCHEMA_ID, 'virtmiti host expect --json'],
+  'check-result.schema.json': [CheckResultJson, CHECK_RESULT_SCHEMA_ID, 'virtmiti host check --json'],
 }
+
+/** "$id" of a generated schema, in the form the hand-built ones use (contract/vmm-state-json.ts). */
+const idOf = (docId: string) => `https://virtmiti.invalid/schema/${docId.replace(/^virtmiti\//, '')}.json`
 
 /** Schemas whose owners already add $id/title (and YAML-specific fixes): published as they give them. */
 const PREBUILT: Record<string, () => unknown> = {
@@ -39,7 +45,7 @@ export function schemaFiles(): Record<string, string> {
   for (const [file, [schema, id, title]] of Object.entries(SCHEMAS)) {
     const js = z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'input' }) as Record<string, unknown>
     const { $schema, ...rest } = js
-    out[file] = JSON.stringify({ $schema, title, description: `JSON Schema of the document whose "schema" field is "${id}". Generated from the zod schema by scripts/gen-schemas.ts; do not edit.`, ...rest }, null, 2) + '\n'
+    out[file] = JSON.stringify({ $id: idOf(id), $schema, title, description: `JSON Schema of the document whose "schema" field is "${id}". Generated from the zod schema by scripts/gen-schemas.ts; do not edit.`, ...rest }, null, 2) + '\n'
   }
   for (const [file, make] of Object.entries(PREBUILT)) out[file] = JSON.stringify(make(), null, 2) + '\n'
   return out

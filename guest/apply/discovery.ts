@@ -1,5 +1,5 @@
 // Why a CPU does (or does not) enumerate the virtual MSRs, from what the probe saw
-// (CONTRACT.md section 3, discovery steps 1-3). decision.virt says *whether*; this says whether a
+// (contract/CONTRACT.md section 3, discovery steps 1-3). decision.virt says *whether*; this says whether a
 // "no" is an answer, a fault that leaves the question open (exit 3), or a VMM contract violation
 // (exit 1). Pure: reads Facts only, never the platform.
 import type { CpuFacts, MsrFact } from '../../contract/facts.js'
@@ -16,10 +16,10 @@ export type ChainVerdict =
   | { kind: 'absent'; why: string }
   /** The chain could not be walked (driver missing, not permitted, not probed): could not tell. */
   | { kind: 'unknown'; step: string; fault: AccessFault }
-  /** The VMM enumerated an MSR that then faulted: a contract violation (CONTRACT.md section 3). */
+  /** The VMM enumerated an MSR that then faulted: a contract violation (contract/CONTRACT.md section 3). */
   | { kind: 'violation'; step: string; fault: AccessFault }
 
-const SEC3 = 'CONTRACT.md section 3'
+const SEC3 = 'contract/CONTRACT.md section 3'
 
 function msrStep(f: MsrFact | undefined, index: number, cpu: number, enumeratedByPrevious: boolean):
   { value: bigint } | Exclude<ChainVerdict, { kind: 'enumerated' } | { kind: 'absent' }> {
@@ -52,7 +52,7 @@ export function chainVerdict(cpu: number, cf: CpuFacts | undefined): ChainVerdic
   const ac = msrStep(cf.msr[msrKey(MSR.ARCH_CAPABILITIES)], MSR.ARCH_CAPABILITIES, cpu, false)
   if (!('value' in ac)) return ac
   if ((ac.value & ARCH_CAP_VIRTUAL_ENUM) === 0n) {
-    // Gate first: a VMM that reads 0 for unknown MSRs is never asked (CONTRACT.md section 3, last rule).
+    // Gate first: a VMM that reads 0 for unknown MSRs is never asked (contract/CONTRACT.md section 3, last rule).
     return { kind: 'absent', why: `ARCH_CAPABILITIES bit 63 (VIRTUAL_ENUM) is clear: MSR_VIRTUAL_ENUMERATION does not exist and 0x5000000x was not probed (${SEC3}, step 1)` }
   }
   // Step 2: VIRTUAL_ENUMERATION bit 0 (MITIGATION_CTRL_SUPPORT).

@@ -1,7 +1,7 @@
 // `guest report` logic (issue 4): Platform + Facts + Decision + options -> GuestReport.
 // The discovery chain comes from the decision (decision.virt), cross-checked against the probe's
-// Facts so that a VMM reading 0 for unknown MSRs cannot fool it (CONTRACT.md section 3).
-// Then, per online CPU: read CTRL, compute wanted (only enumerated bits change, CONTRACT.md
+// Facts so that a VMM reading 0 for unknown MSRs cannot fool it (contract/CONTRACT.md section 3).
+// Then, per online CPU: read CTRL, compute wanted (only enumerated bits change, contract/CONTRACT.md
 // section 4), write through the gate if different, read back, record the outcome.
 // Pure apart from the Platform calls: the timestamp is passed in.
 import type { Platform, AccessFault } from '../platform.js'
@@ -61,7 +61,7 @@ const faultOut = (step: string, f: AccessFault) => ({
   message: clip(f.message, 500),
 })
 
-/** EIO is a #GP (CONTRACT.md section 3); ENXIO is an offline CPU; anything else means we could not look. */
+/** EIO is a #GP (contract/CONTRACT.md section 3); ENXIO is an offline CPU; anything else means we could not look. */
 const severityOf = (f: AccessFault): Severity => (f.errno === 'EIO' || f.errno === 'ENXIO' ? 'failure' : 'could-not-tell')
 
 /** Per-CPU lookups built once (a 256-vCPU guest would otherwise pay for n^2 searches). */
@@ -181,13 +181,13 @@ export function runReport(platform: Platform, facts: Facts, decision: Decision, 
   if (absentCpus.length === entries.length) {
     // Nothing to report is not an error (issue 4): write nothing, say why, exit 0.
     notes.push(`nothing written: the virtual MSRs are not enumerated (${[...absentWhy].join('; ')})`)
-    for (const why of absentWhy) reasons.push({ rule: 'not-enumerated', text: why, source: 'CONTRACT.md section 3' })
+    for (const why of absentWhy) reasons.push({ rule: 'not-enumerated', text: why, source: 'contract/CONTRACT.md section 3' })
   } else if (absentCpus.length > 0) {
     // The MSRs are per vCPU (section 3): a CPU without them cannot carry the guest's report,
     // so the VMM cannot deploy the mitigation there. Report it as a failure.
     const text = `the virtual MSRs are enumerated on some CPUs but not on cpu ${cpuList(absentCpus)} (${[...absentWhy].join('; ')})`
     notes.push(text)
-    reasons.push({ rule: 'enumeration-differs-between-cpus', text, source: 'CONTRACT.md section 3 (per vCPU)' })
+    reasons.push({ rule: 'enumeration-differs-between-cpus', text, source: 'contract/CONTRACT.md section 3 (per vCPU)' })
     severity = 'failure'
   }
   // A wish the decision could not make leaves its bit alone (contract/miti-ctrl.ts); when the VMM
@@ -199,7 +199,7 @@ export function runReport(platform: Platform, facts: Facts, decision: Decision, 
   if (undecided.length > 0) {
     const text = `could not tell what the kernel uses for ${undecided.join(' and ')}: left unchanged (see the decision's reasons)`
     notes.push(text)
-    reasons.push({ rule: 'wish-unknown', text, source: 'CONTRACT.md section 4' })
+    reasons.push({ rule: 'wish-unknown', text, source: 'contract/CONTRACT.md section 4' })
     if (severity === 'ok') severity = 'could-not-tell'
   }
   if (enumeratedCpus.length > 0) notes.push(...holdings(entries))
@@ -207,7 +207,7 @@ export function runReport(platform: Platform, facts: Facts, decision: Decision, 
   const causes = new Map<string, { cpus: number[]; example: string }>()
   for (const p of perCpu) {
     const e = p.entry
-    const key = e.fault ? `${e.outcome} at ${e.fault.step}: ${e.fault.errno}` : e.outcome === 'readback-mismatch' ? `wrote ${e.written} but read back ${e.readBack} (CONTRACT.md section 3: a read returns the last value written)` : undefined
+    const key = e.fault ? `${e.outcome} at ${e.fault.step}: ${e.fault.errno}` : e.outcome === 'readback-mismatch' ? `wrote ${e.written} but read back ${e.readBack} (contract/CONTRACT.md section 3: a read returns the last value written)` : undefined
     if (key === undefined) continue
     const c = causes.get(key) ?? { cpus: [], example: e.fault ? e.fault.message : '' }
     c.cpus.push(e.cpu)

@@ -1,6 +1,6 @@
 // Test support: a simulated guest (host/vmm/simulated.ts over the reference VMM emulation) for
 // each VMM profile, with a Skylake-like presented CPU in a migration pool whose real hosts are
-// Sapphire Rapids (CONTRACT.md section 1: the guest picks the short BHB loop and retpoline, the
+// Sapphire Rapids (contract/CONTRACT.md section 1: the guest picks the short BHB loop and retpoline, the
 // VMM can deploy BHI_DIS_S and RRSBA_DIS_S). Values are hand-written so these tests do not
 // depend on the catalog loader. Never imported by the agent.
 import type { PresentedCpu, CpuModel } from '../../contract/cpu-model.js'
@@ -8,7 +8,7 @@ import type { HostCaps } from '../../contract/host-caps.js'
 import { simulatedPlatform } from '../../host/vmm/simulated.js'
 import { profileByName } from '../../host/vmm/profiles.js'
 
-/** Skylake-SP-like: SPEC_CTRL, STIBP, ARCH_CAPABILITIES, SSBD; no leaf 7.2 controls (CONTRACT.md section 2 bit numbers). */
+/** Skylake-SP-like: SPEC_CTRL, STIBP, ARCH_CAPABILITIES, SSBD; no leaf 7.2 controls (contract/CONTRACT.md section 2 bit numbers). */
 export const SKYLAKE_LIKE: CpuModel = {
   id: 'skylake-like', name: 'Skylake-SP-like test model', vendor: 'GenuineIntel', family: 6, model: 0x55, stepping: 4,
   cpuid7_0_edx: ((1 << 26) | (1 << 27) | (1 << 29) | (1 << 31)) >>> 0,

@@ -1,5 +1,5 @@
 // Test support for the agent's write path: a small in-test fake Platform that follows
-// CONTRACT.md section 3 (with injectable faults), a minimal probe and decision built by hand.
+// contract/CONTRACT.md section 3 (with injectable faults), a minimal probe and decision built by hand.
 // Used until host/vmm/simulated.ts and contract/decide.ts are wired in; never imported by the agent.
 import type { CpuidRegs, MsrRead, MsrWrite, Platform } from '../platform.js'
 import type { CpuFacts, Facts, MsrFact } from '../../contract/facts.js'

@@ -9,11 +9,11 @@ import { hex } from '../../contract/bits.js'
 export type GateOutcome =
   /** Nothing was written: the request broke a gate rule. */
   | { kind: 'refused'; reason: string }
-  /** The write faulted (CONTRACT.md section 3: a #GP surfaces as EIO through /dev/cpu/N/msr). */
+  /** The write faulted (contract/CONTRACT.md section 3: a #GP surfaces as EIO through /dev/cpu/N/msr). */
   | { kind: 'write-fault'; fault: AccessFault }
   /** The write was accepted but the read-back faulted: the CPU's value is unknown. */
   | { kind: 'readback-fault'; written: bigint; fault: AccessFault }
-  /** Written and read back equal (CONTRACT.md section 3: "A read of 0x50000002 returns the last value written"). */
+  /** Written and read back equal (contract/CONTRACT.md section 3: "A read of 0x50000002 returns the last value written"). */
   | { kind: 'written'; written: bigint; readBack: bigint }
   /** Written, but the read-back differs: the VMM broke the read-back rule. */
   | { kind: 'readback-mismatch'; written: bigint; readBack: bigint }
@@ -21,7 +21,7 @@ export type GateOutcome =
 /**
  * Write `value` to MSR `index` on `cpu`, then read it back.
  * `mitiEnum` is MSR_VIRTUAL_MITIGATION_ENUM as read on that same CPU through the discovery chain
- * (the MSRs are per vCPU, CONTRACT.md section 3): any bit outside it is refused, because the VMM
+ * (the MSRs are per vCPU, contract/CONTRACT.md section 3): any bit outside it is refused, because the VMM
  * must fault such a write and the agent must never attempt it.
  */
 export function gatedWrite(platform: Platform, cpu: number, index: number, value: bigint, mitiEnum: bigint): GateOutcome {
@@ -33,7 +33,7 @@ export function gatedWrite(platform: Platform, cpu: number, index: number, value
   }
   const outside = value & ~mitiEnum
   if (outside !== 0n) {
-    // CONTRACT.md section 3: "A write to 0x50000002 with any bit not set in 0x50000001 faults".
+    // contract/CONTRACT.md section 3: "A write to 0x50000002 with any bit not set in 0x50000001 faults".
     return { kind: 'refused', reason: `write gate: refusing ${hex(value)} on cpu ${cpu}: bits ${hex(outside)} are not enumerated by MSR_VIRTUAL_MITIGATION_ENUM (${hex(mitiEnum)})` }
   }
   const w = platform.wrmsr(cpu, index, value)

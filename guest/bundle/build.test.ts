@@ -51,7 +51,7 @@ t.test('bundle runs with plain node outside the repository (no node_modules)', a
 // What `report` must say here depends on this machine (machines of this kind differ): measure
 // CPUID.(7,0):EDX[29] ARCH_CAPABILITIES through the cpuid driver first (16-byte reads, offset =
 // leaf), then expect. With it and no msr driver: could not tell (exit 3, the reason named); without
-// it there is no MSR to read: nothing enumerated, nothing written, exit 0 (CONTRACT.md section 3 step 1).
+// it there is no MSR to read: nothing enumerated, nothing written, exit 0 (contract/CONTRACT.md section 3 step 1).
 function hostArchCapabilities(): boolean | undefined {
   let fd: number | undefined
   try {

@@ -46,6 +46,8 @@ function cli(args: string[]) {
   return { code: r.status, out: r.stdout, err: r.stderr }
 }
 const haveBundle = fs.existsSync(bundle)
+/** SPR_VIRT with a retpoline kernel: the retpoline verdict needs ARCH_CAP RRSBA, so it needs the msr driver. */
+const RETPOLINE_BM = { ...SPR_VIRT, spectreV2: 'Mitigation: Retpolines; IBPB: conditional; STIBP: disabled; RSB filling; PBRSB-eIBRS: Not affected; BHI: Retpoline' }
 const noBundle = haveBundle ? false : `${bundle} missing: run make bundle first`
 
 t.test('--json on a --dev-root tree validates against ProbeJson (contract/probe-schema.ts)', async t => {
@@ -68,41 +70,50 @@ t.test('--json on a --dev-root tree validates against ProbeJson (contract/probe-
 t.test('--tap is TAP 14 that tap-parser accepts in strict mode', async t => {
   const root = buildTree(tmp(t), 2)
   const r = await run(['--dev-root', root, '--tap'])
-  t.match(r.out, /^TAP version 14\n1\.\.6\n/)
+  t.match(r.out, /^TAP version 14\n1\.\.8\n/)
+  t.match(r.out, /\nok 1 - BHI protected\n/)
   const res = await parseTap(r.out)
   t.equal(res.ok, true)
-  t.equal(res.count, 6)
+  t.equal(res.count, 8)
   t.same(res.failures, [])
-  // The missing msr driver turns into a failing point with the cause, still valid TAP.
-  const bad = buildTree(tmp(t), 2, SPR_VIRT, { msrFile: false })
+  // The missing msr driver under a retpoline kernel on bare metal (RRSBA unknown): the concern is
+  // skipped with the reason (exit 3); the enumeration point is skipped too: no concern needs the VMM.
+  const bad = buildTree(tmp(t), 2, RETPOLINE_BM, { msrFile: false })
   const rb = await run(['--dev-root', bad, '--tap'])
   t.equal(rb.code, 3)
   const resb = await parseTap(rb.out)
-  t.equal(resb.ok, false)
-  t.equal(resb.failures.length, 1, 'one failing point: enumeration not determined')
-  t.match(rb.out, /not ok 6 - virtual MSR enumeration determined on every CPU\n  ---\n  cannotTell:\n    - "CPUs 0-1: MSR 0x10a: ENOENT: /)
+  t.match(rb.out, /\nok 2 - retpoline\/RRSBA protected # SKIP could not tell: facts\.read-fault\n/)
+  t.same(resb.failures, [])
+  t.match(rb.out, /ok 8 - virtual MSR enumeration determined on every CPU # SKIP not needed: the mitigations in use do not depend on the VMM\n  ---\n  cannotTell:\n    - "CPUs 0-1: MSR 0x10a: ENOENT: /)
 })
 
-t.test('missing msr driver: exit 3 and the ENOENT cause, per CPU (issue 2)', async t => {
-  const root = buildTree(tmp(t), 2, SPR_VIRT, { msrFile: false })
+t.test('missing msr driver: exit 3 and the ENOENT cause, per CPU, where the verdict needs the MSR (issues 2, 12)', async t => {
+  const root = buildTree(tmp(t), 2, RETPOLINE_BM, { msrFile: false })
   const r = await run(['--dev-root', root, '--no-color'])
   t.equal(r.code, 3)
-  t.match(r.out, /CANNOT TELL {2}CPUs 0-1: MSR 0x10a: ENOENT: .*\/dev\/cpu\/N\/msr: device missing: the driver is not loaded/)
+  t.match(r.out, /^UNKNOWN: could not tell whether this guest is protected/)
+  t.match(r.out, /note  facts\.read-fault: some CPUID leaves or MSRs could not be read -- CPUs 0-1: MSR 0x10a: ENOENT: .*\/dev\/cpu\/N\/msr: device missing: the driver is not loaded/)
   t.match(r.out, /\nexit 3\n$/)
   const j = await run(['--dev-root', root, '--json'])
   const doc = ProbeJson.parse(JSON.parse(j.out))
   t.equal(doc.status, 'cannot-tell')
+  t.equal(doc.verdict?.verdict, 'unknown')
   t.equal(doc.exitCode, 3)
+  // BHI_DIS_S + eIBRS on bare metal do not need the MSR: protected, the fault shown as a note.
+  const spr = await run(['--dev-root', buildTree(tmp(t), 2, SPR_VIRT, { msrFile: false }), '--no-color'])
+  t.equal(spr.code, 0)
+  t.match(spr.out, /^PROTECTED: /)
 })
 
 t.test('human output: one table row for identical CPUs, the decision with reasons, no colour codes', async t => {
   const root = buildTree(tmp(t), 3)
   const r = await run(['--dev-root', root, '--no-color'])
   t.equal(r.code, 0)
-  t.match(r.out, /^virtmiti guest probe: devcpu, 3 CPUs, kernel 6\.12\.9\n/)
+  t.match(r.out, /^PROTECTED: this guest is protected against BHI and Spectre v2 \(retpoline\/RRSBA\)\.\nBare metal: no VMM; judged by this CPU's own hardware\.\n  BHI +protected +BHI: BHI_DIS_S: /)
+  t.match(r.out, /\nvirtmiti guest probe: devcpu, 3 CPUs, kernel 6\.12\.9\n/)
   t.match(r.out, /\n0-2 +GenuineIntel +6\/0x8f\/8 +no +SPEC_CTRL STIBP ARCH_CAPABILITIES SSBD +PSFD IPRED_CTRL RRSBA_CTRL BHI_CTRL +0x800000000008e16b +ENUM 0x3 +0x0 \(kept\)\n/)
-  t.match(r.out, /BHI {10}BHI: BHI_DIS_S {3}expected: BHI: BHI_DIS_S/)
-  t.match(r.out, /No problems found\.\nexit 0\n$/)
+  t.match(r.out, /BHI {10}BHI: BHI_DIS_S {3}predicted: BHI: BHI_DIS_S/)
+  t.match(r.out, /No findings\.\nexit 0\n$/)
   t.notMatch(r.out, /\u001b\[/, 'no ANSI escapes')
 })
 
@@ -119,7 +130,7 @@ t.test('--cpu N picks one CPU; a bogus --cpu is a usage error naming the online 
   }
   t.match(await failure(run(['--dev-root', root, '--cpu', '-1'])), { message: /^guest probe: Option '--cpu' argument is ambiguous/ }, '--cpu -1: parseArgs refuses it')
   t.ok(await failure(run(['--dev-root', root, '--cpu', '-1'])) instanceof UsageError)
-  t.equal((await failure(run(['--json', '--tap'])))?.message, 'guest probe: --json and --tap are exclusive')
+  t.equal((await failure(run(['--json', '--tap'])))?.message, 'guest probe: --format, --json and --tap name different formats (json, tap)')
   t.equal((await failure(run(['--replay', 'x', '--dev-root', root])))?.message, 'guest probe: --replay and --dev-root are exclusive')
   t.match(await failure(run(['--bogus'])), { message: /^guest probe: Unknown option '--bogus'/ })
 })
@@ -198,6 +209,7 @@ t.test('bundle: --cpu bogus and unknown options exit 2 with a message and no sta
   t.equal(u.code, 2)
   t.notMatch(u.err, STACK)
   const ok = cli(['guest', 'probe', '--replay', fixture, '--json'])
-  t.equal(ok.code, 0, 'the fixture itself replays with exit 0')
+  t.equal(ok.code, 1, 'the fixture replays "at risk" (SW loop, CTRL not set yet: report.not-reported): exit 1')
+  t.equal(JSON.parse(ok.out).verdict.verdict, 'at-risk')
   t.ok(ProbeJson.safeParse(JSON.parse(ok.out)).success, 'bundle --json validates too')
 })

@@ -28,7 +28,7 @@ async function runJson(platform: Platform, argv: string[] = []) {
 
 // Expected outcome of the first report run per VMM profile (simulated 4-vCPU Skylake-like guest on
 // Sapphire Rapids hosts, kernel on retpoline + SW loop: wish CTRL = 0x3). Faults that only change
-// what the VMM forces are invisible to the guest (CONTRACT.md section 5: the guest reads its shadow);
+// what the VMM forces are invisible to the guest (contract/CONTRACT.md section 5: the guest reads its shadow);
 // host check catches those.
 const EXPECT: Record<string, { code: number; outcomes: string; readBack?: string }> = {
   'reference': { code: 0, outcomes: 'written', readBack: '0x3' },

@@ -14,6 +14,14 @@ import { probe } from '../probe.js'
 import { decide } from '../../contract/decide.js'
 import { EXIT, UsageError, parse } from '../../bin/lib/cli.js'
 import { makeColor } from '../../bin/lib/color.js'
+import { outputWidth, wrapText } from '../../bin/lib/wrap.js'
+import { tapDocument } from '../../bin/lib/tap.js'
+import { parseU64 } from '../../contract/bits.js'
+import type { GuestVerdict } from '../../contract/verdict.js'
+import { verdict as judgeVerdict } from '../verdict.js'
+import { explainLines, findingLines, headline, nrpeLine, nrpeUnknown, prometheusText, shortLine, verdictJson } from '../render-verdict.js'
+import { FORMAT_OPTIONS, TEXTFILE_NAME, pickFormat, wantsNrpe } from './format.js'
+import { join } from 'node:path'
 
 export interface ReportDeps {
   platform: Platform
@@ -27,34 +35,42 @@ export interface ReportDeps {
   pid?: number
   /** Colour for human output; default from the terminal, NO_COLOR, FORCE_COLOR, --no-color. */
   color?: ChalkInstance
+  /** Width to wrap human output to (default: the TTY's, none when not a TTY). */
+  width?: number
 }
 
-export const REPORT_USAGE = `usage: virtmiti guest report [--dry-run] [--json] [--out FILE] [--cpu N|all] [--dev-root DIR] [--no-color]
+export const REPORT_USAGE = `usage: virtmiti guest report [--dry-run] [--format FMT] [--out FILE] [--cpu N|all] [--dev-root DIR] [--no-color]
 
 Reads CPUID and ARCH_CAPABILITIES on every online CPU, works out which BHI / retpoline
 mitigation the kernel uses, and writes MSR_VIRTUAL_MITIGATION_CTRL (0x50000002) on every CPU
 that enumerates it (only enumerated bits change), reading each write back.
 
   --dry-run     print what would be written; write nothing
-  --json        print the report as JSON (schema virtmiti/guest-report/v1) instead of text
+  --format FMT  human (default: the verdict first, then each CPU), json (the report, schema
+                virtmiti/guest-report/v1, with the verdict), tap, prometheus, nrpe, short
+  --json, --tap the same as --format json, --format tap
+  --explain     human output: per finding, what to do, with sources
+  --textfile-dir DIR  also write DIR/${TEXTFILE_NAME.report} (Prometheus, atomically)
   --out FILE    also write the JSON report to FILE (atomically: FILE.tmp-<pid> then rename);
                 a character device or FIFO (/dev/ttyS1, /dev/vport0p1) is written directly
   --cpu N|all   act on one online CPU only (default: all)
   --dev-root DIR  use DIR/dev/cpu/N/{cpuid,msr}, DIR/sys, DIR/proc instead of / (tests, benches)
   --no-color    plain text output
 
-exit: 0 done (or nothing to report: the virtual MSRs are not enumerated); 1 a CPU failed
-(fault, read-back differs, went offline) or the VMM broke the contract; 2 usage error;
-3 could not tell (msr driver missing, not permitted, ...).
+exit (about its own job, not the verdict: a boot unit must not fail because the VMM simply
+lacks the MSRs): 0 done (or nothing to report: the virtual MSRs are not enumerated); 1 a CPU
+failed (fault, read-back differs, went offline) or the VMM broke the contract; 2 usage error;
+3 could not tell (msr driver missing, not permitted, ...). The verdict (protected, at risk,
+vulnerable, unknown) is in the output; \`guest probe\` exits by it. --format nrpe exits by the
+verdict as Nagios plugins do: 0 OK, 1 WARNING (at risk), 2 CRITICAL (vulnerable), 3 UNKNOWN.
 `
 
 const OPTIONS = {
+  ...FORMAT_OPTIONS,
   'dry-run': { type: 'boolean' },
-  json: { type: 'boolean' },
   out: { type: 'string' },
   cpu: { type: 'string' },
   'dev-root': { type: 'string' },
-  'no-color': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const
 
@@ -75,9 +91,23 @@ function cpuLine(c: ReportCpu, color: ChalkInstance): string {
   return `  cpu ${String(c.cpu).padStart(3)}: ${values.padEnd(14)} ${paint(o)}${extra}${f}`
 }
 
-export function renderHuman(run: ReportRun, color: ChalkInstance): string {
+/** The verdict after this run: CTRL as read back, this run's per-CPU outcomes as the record. */
+export function reportVerdict(facts: Facts, decision: Decision, run: ReportRun): GuestVerdict {
+  const ctrlNow = new Map<number, bigint | undefined>()
+  for (const c of run.report.cpus) {
+    const v = c.outcome === 'dry-run' ? c.before : c.readBack
+    ctrlNow.set(c.cpu, v === undefined ? undefined : parseU64(v))
+  }
+  // Only the CPUs this run acted on (--cpu N): facts of the others are left out of the verdict.
+  const acted = new Set(run.report.cpus.map(c => c.cpu))
+  const f = acted.size === facts.cpus.length ? facts : { ...facts, cpus: facts.cpus.filter(c => acted.has(c.cpu)) }
+  return judgeVerdict(f, decision, { ctrlNow, record: { origin: run.report.dryRun ? 'this run (dry run)' : 'this run', cpus: run.report.cpus } }).judged
+}
+
+export function renderHuman(run: ReportRun, color: ChalkInstance, v?: GuestVerdict, o: { explain?: boolean } = {}): string {
   const r = run.report
-  const out = [`virtmiti guest report${r.dryRun ? ' (dry run)' : ''}: ${r.platform}, ${r.cpus.length} CPU(s), kernel ${r.kernelRelease ?? 'unknown'}`]
+  const out = v ? [...headline(v, color), ''] : []
+  out.push(`virtmiti guest report${r.dryRun ? ' (dry run)' : ''}: ${r.platform}, ${r.cpus.length} CPU(s), kernel ${r.kernelRelease ?? 'unknown'}`)
   out.push(`kernel: spectre_v2 ${r.decision.kernelSpectreV2}, BHI ${r.decision.kernelBhi}; report BHB_CLEAR_SEQ_S_USED=${r.decision.bhbClearSeqSUsed}, RETPOLINE_S_USED=${r.decision.retpolineSUsed}`)
   out.push('MITI_CTRL per CPU (before -> wanted, outcome):')
   for (const c of r.cpus) out.push(cpuLine(c, color))
@@ -90,6 +120,8 @@ export function renderHuman(run: ReportRun, color: ChalkInstance): string {
   const verdict = run.exitCode === 0 ? color.green(r.enumerated ? 'ok' : 'ok: nothing to report')
     : run.exitCode === 1 ? color.red('FAILED: not every CPU holds the wanted value, or the VMM broke the contract (see the summary)')
       : color.yellow('could not tell (see the summary)')
+  if (v && v.findings.length > 0) out.push(...findingLines(v, color))
+  if (v && o.explain) out.push('', ...explainLines(v, color))
   out.push(`result: ${verdict} (exit ${run.exitCode})`)
   return out.join('\n') + '\n'
 }
@@ -104,28 +136,37 @@ export function defaultReportDeps(devRoot?: string): ReportDeps {
 
 export async function main(argv: string[], given: Partial<ReportDeps> = {}): Promise<number> {
   const err = given.err ?? ((s: string) => { process.stderr.write(s) })
+  const out = given.out ?? ((s: string) => { process.stdout.write(s) })
+  // NRPE: a run that cannot start is UNKNOWN (3), not a usage error (2).
+  const usage = (msg: string): number => { err(msg); if (wantsNrpe(argv)) { out(nrpeUnknown(msg.split('\n')[0]!)); return 3 } return EXIT.USAGE }
   let args
+  let format
   try {
     args = parse('guest report', argv, OPTIONS)
+    format = pickFormat('guest report', args.values)
   } catch (e) {
-    err(`${(e as Error).message}\n${REPORT_USAGE}`)
-    return EXIT.USAGE
+    return usage(`${(e as Error).message}\n${REPORT_USAGE}`)
   }
   const v = args.values
   const deps: ReportDeps = { ...defaultReportDeps(v['dev-root']), ...given }
   if (v.help) { deps.out(REPORT_USAGE); return EXIT.OK }
-  if (v.out === '') { deps.err(`guest report: --out wants a file name\n`); return EXIT.USAGE }
+  if (v.out === '') return usage(`guest report: --out wants a file name\n`)
+  if (v['textfile-dir'] === '') return usage(`guest report: --textfile-dir wants a directory\n`)
   let run: ReportRun
+  let judged: GuestVerdict
   try {
     const cpus = parseCpu(v.cpu, deps.platform.cpus())
     const facts = deps.probe(deps.platform)
     const decision = deps.decide(facts)
     run = runReport(deps.platform, facts, decision, { dryRun: v['dry-run'] ?? false, ...(cpus ? { cpus } : {}), now: deps.now(), agentVersion: VERSION })
+    judged = reportVerdict(facts, decision, run)
   } catch (e) {
-    if (e instanceof UsageError) { deps.err(`${e.message}\n`); return EXIT.USAGE }
+    if (e instanceof UsageError) return usage(`${e.message}\n`)
     deps.err(`guest report: could not run: ${(e as Error).message}\n`)
+    if (format === 'nrpe') deps.out(nrpeUnknown(`guest report could not run: ${(e as Error).message}`))
     return EXIT.CANNOT_TELL
   }
+  run.report.verdict = { ...verdictJson(judged), findings: [...new Set(judged.findings.map(f => f.id))].slice(0, 64) }
   // Not validated against the zod schema here: loading zod would more than double the start-up
   // time (the report's own type is z.infer of the schema, and every test parses the output).
   let exit: number = run.exitCode
@@ -140,7 +181,23 @@ export async function main(argv: string[], given: Partial<ReportDeps> = {}): Pro
       if (exit === EXIT.OK) exit = EXIT.CANNOT_TELL
     }
   }
-  if (v.json) deps.out(JSON.stringify(run.report, null, 2) + '\n')
-  else deps.out(renderHuman(run, deps.color ?? makeColor({ noColor: v['no-color'] ?? false })))
+  const metrics = () => prometheusText(judged, { command: 'report', version: VERSION, exitCode: exit, timestampMs: deps.now().getTime() })
+  if (v['textfile-dir'] !== undefined) {
+    try { writeOut(join(v['textfile-dir'], TEXTFILE_NAME.report), metrics(), { ...(deps.fs ? { fs: deps.fs } : {}), ...(deps.pid !== undefined ? { pid: deps.pid } : {}) }) } catch (e) {
+      deps.err(`guest report: --textfile-dir: ${(e as Error).message}\n`)
+      if (exit === EXIT.OK) exit = EXIT.CANNOT_TELL
+    }
+  }
+  switch (format) {
+    case 'json': deps.out(JSON.stringify(run.report, null, 2) + '\n'); break
+    case 'tap': deps.out(tapDocument([
+      ...judged.concerns.map(x => ({ ok: x.verdict === 'protected', name: `${x.concern === 'bhi' ? 'BHI' : 'retpoline/RRSBA'} protected`, ...(x.verdict === 'unknown' ? { skip: `could not tell: ${x.findings.join(', ')}` } : {}), diag: { verdict: x.verdict, vmm: x.vmm, findings: x.findings } })),
+      ...run.report.cpus.map(c => ({ ok: c.outcome === 'written' || c.outcome === 'unchanged' || c.outcome === 'not-enumerated' || c.outcome === 'dry-run', name: `cpu ${c.cpu}: ${c.outcome}`, ...(c.fault ? { diag: { fault: c.fault } } : {}) })),
+    ])); break
+    case 'prometheus': deps.out(metrics()); break
+    case 'short': deps.out(shortLine(judged)); break
+    case 'nrpe': { const n = nrpeLine(judged); deps.out(n.text); return n.exit }
+    case 'human': deps.out(wrapText(renderHuman(run, deps.color ?? makeColor({ noColor: v['no-color'] ?? false }), judged, { explain: v.explain === true }), deps.width ?? outputWidth()))
+  }
   return exit
 }

@@ -19,7 +19,7 @@ export interface SelftestDeps {
 
 export const SELFTEST_USAGE = `usage: virtmiti guest selftest [--cpu N|all] [--tap] [--tap-version 13|14]
 
-In-guest conformance tests of the VMM's virtual mitigation MSRs (CONTRACT.md section 3), one
+In-guest conformance tests of the VMM's virtual mitigation MSRs (contract/CONTRACT.md section 3), one
 named TAP test per rule: gating by ARCH_CAPABILITIES bit 63 and VIRTUAL_ENUMERATION bit 0;
 the ENUM MSRs are read-only; every non-enumerated CTRL bit faults (64 bits tried); enumerated
 values read back; CTRL is per vCPU; the SPEC_CTRL shadow. Every value changed is restored,

@@ -12,7 +12,7 @@ import type { SignalHost } from './test-writes.js'
 const noSignals: SignalHost = { on: () => {}, off: () => {}, exit: () => { throw new Error('exit called') } }
 
 // Which rule each profile breaks, as the selftest can see it from inside the guest. Faults in
-// what the VMM forces are invisible here (CONTRACT.md section 5: the guest reads its shadow, never
+// what the VMM forces are invisible here (contract/CONTRACT.md section 5: the guest reads its shadow, never
 // the forced bits), and ctrl-not-reset needs a vCPU reset: those pass here and are the host
 // checker's to catch (host/check).
 const BROKEN: Record<string, { exit: number; failing: string[] }> = {

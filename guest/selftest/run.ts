@@ -1,5 +1,5 @@
 // `guest selftest` (issue 4): in-guest conformance tests of the VMM's virtual MSRs, one named
-// test per rule of CONTRACT.md section 3, as TAP points. Every write goes through the selftest's
+// test per rule of contract/CONTRACT.md section 3, as TAP points. Every write goes through the selftest's
 // own gate (test-writes.ts), which restores every value changed: at the end, on an exception,
 // and on SIGINT/SIGTERM (the runner yields to the event loop between tests so handlers can run).
 import type { Platform } from '../platform.js'
@@ -11,8 +11,8 @@ import { CPUID7_EDX_SPEC_CTRL, MSR, bit, hasBit32 } from '../../contract/registe
 import { hex } from '../../contract/bits.js'
 import { cpuList } from '../apply/report.js'
 
-const S3 = 'CONTRACT.md section 3 (RFC v3 07/10, 08/10; v2 selftest 10/11)'
-const S5 = 'CONTRACT.md section 5 (the guest reads back its shadow)'
+const S3 = 'contract/CONTRACT.md section 3 (RFC v3 07/10, 08/10; v2 selftest 10/11)'
+const S5 = 'contract/CONTRACT.md section 5 (the guest reads back its shadow)'
 
 /** Test names, one per rule; a failing point's name says which rule the VMM broke. */
 export const RULES = {
@@ -202,7 +202,7 @@ export async function runSelftest(platform: Platform, opts: SelftestOptions = {}
           if (!wa.ok || !wb.ok) bad.push(`write faulted (cpu ${a}: ${wa.ok ? 'ok' : wa.fault.errno}, cpu ${b}: ${wb.ok ? 'ok' : wb.fault.errno})`)
           else if (!ra.ok || !rb.ok || ra.value !== va || rb.value !== vb) bad.push(`wrote cpu ${a} = ${hex(va)} then cpu ${b} = ${hex(vb)}; read back cpu ${a} = ${ra.ok ? hex(ra.value) : ra.fault.errno}, cpu ${b} = ${rb.ok ? hex(rb.value) : rb.fault.errno}`)
         }
-        points.push({ ok: bad.length === 0, name: RULES.perVcpu, ...(bad.length ? { diag: { rule: 'the virtual MSRs are per vCPU: each vCPU has its own CTRL value', source: 'CONTRACT.md section 3 (v3 06/10)', found: bad } } : {}) })
+        points.push({ ok: bad.length === 0, name: RULES.perVcpu, ...(bad.length ? { diag: { rule: 'the virtual MSRs are per vCPU: each vCPU has its own CTRL value', source: 'contract/CONTRACT.md section 3 (v3 06/10)', found: bad } } : {}) })
       }
       await between(RULES.perVcpu)
     }

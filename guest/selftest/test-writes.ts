@@ -1,7 +1,7 @@
 // The selftest's own write gate (issue 4). `guest selftest` must write values the report never
 // would: non-enumerated CTRL bits (to prove they fault), the read-only ENUM MSRs (to prove writes
 // fault), SPEC_CTRL (to check the shadow). This gate, used by the selftest only, allows exactly
-// those MSRs, only on CPUs whose discovery chain it has walked itself (CONTRACT.md section 3:
+// those MSRs, only on CPUs whose discovery chain it has walked itself (contract/CONTRACT.md section 3:
 // never touch 0x5000000x without ARCH_CAPABILITIES bit 63), records the original value of every
 // MSR before its first write, and restores them all: at the end, on exceptions (the runner's
 // finally), and on SIGINT/SIGTERM (handlers that restore, then exit). guest/apply/write-gate.ts
@@ -12,7 +12,7 @@ import {
 } from '../../contract/registers.js'
 import { hex } from '../../contract/bits.js'
 
-/** The MSRs the selftest may write (CONTRACT.md sections 3 and 5); ARCH_CAPABILITIES is not among them. */
+/** The MSRs the selftest may write (contract/CONTRACT.md sections 3 and 5); ARCH_CAPABILITIES is not among them. */
 export const SELFTEST_WRITABLE: readonly number[] = [
   MSR.SPEC_CTRL, MSR.VIRTUAL_ENUMERATION, MSR.VIRTUAL_MITIGATION_ENUM, MSR.VIRTUAL_MITIGATION_CTRL,
 ]

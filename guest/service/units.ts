@@ -3,7 +3,7 @@
 //
 // - virtmiti-report.service: oneshot at boot, after the msr module can load, reports on every CPU.
 // - virtmiti-report@.service: the same run, started by udev when a CPU comes online later: the
-//   virtual MSRs are per vCPU (CONTRACT.md section 3), so a new CPU must get the CTRL value too.
+//   virtual MSRs are per vCPU (contract/CONTRACT.md section 3), so a new CPU must get the CTRL value too.
 //   Each run is a full report (all CPUs; the others are a no-op, "unchanged"), so
 //   /run/virtmiti/report.json always describes the whole VM. flock serialises runs, so a run
 //   started for a CPU event probes after the CPU is online and never races another run.

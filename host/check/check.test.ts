@@ -150,7 +150,7 @@ t.test('TAP 13 flattens vCPU subtests', async t => {
 })
 
 // Issue 11 item 6: where the VMM reports the SPEC_CTRL the hypervisor holds (KVM_GET_MSRS after its
-// KVM_SET_MSRS push), it must be the effective value (CONTRACT.md section 5); where the host holds
+// KVM_SET_MSRS push), it must be the effective value (contract/CONTRACT.md section 5); where the host holds
 // no guest SPEC_CTRL the item says it cannot verify it, never a silent pass.
 t.test('hardware SPEC_CTRL: compared where the host holds it, named when it differs, "cannot verify" where it does not', async t => {
   const { report, state } = run('reference', { specCtrl: IBRS })

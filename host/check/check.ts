@@ -1,5 +1,5 @@
 // `host check`: pair a guest report with the VMM's observed state and verify every vCPU
-// against CONTRACT.md sections 3 and 5. Pure: inputs are already-validated objects.
+// against contract/CONTRACT.md sections 3 and 5. Pure: inputs are already-validated objects.
 import { decode, hex, parseU64 } from '../../contract/bits.js'
 import { HOST_CAP_NAMES, type HostCaps } from '../../contract/host-caps.js'
 import { SPEC_CTRL, VIRTUAL_MITIGATION_CTRL, VIRTUAL_MITIGATION_ENUM, type RegisterDef } from '../../contract/registers.js'
@@ -81,13 +81,13 @@ function checkVcpu(cpu: ReportCpu | undefined, v: VmmStateVcpu, state: VmmState,
       const w = cpu.written !== undefined ? u(cpu.written) : 0n
       const r = cpu.readBack !== undefined ? u(cpu.readBack) : 0n
       const d = bitDiff(VIRTUAL_MITIGATION_CTRL, w, r)
-      items.push({ id: 'guest-readback', ok: false, message: `guest read back MITI_CTRL ${hex(r)} after writing ${hex(w)}: ${diffText(d)} (CONTRACT.md section 3: a read returns the last value written)`, diag: { expected: d.expected, observed: d.observed, missing: d.missing, extra: d.extra } })
+      items.push({ id: 'guest-readback', ok: false, message: `guest read back MITI_CTRL ${hex(r)} after writing ${hex(w)}: ${diffText(d)} (contract/CONTRACT.md section 3: a read returns the last value written)`, diag: { expected: d.expected, observed: d.observed, missing: d.missing, extra: d.extra } })
     }
     // Enumeration must agree with what the VMM says it advertises (section 3 discovery).
     if (cpu.outcome === 'not-enumerated' && state.advertised) {
-      items.push({ id: 'enumeration', ok: false, message: 'VMM state says the virtual MSRs are advertised, but the guest found them not enumerated on this CPU (CONTRACT.md section 3)' })
+      items.push({ id: 'enumeration', ok: false, message: 'VMM state says the virtual MSRs are advertised, but the guest found them not enumerated on this CPU (contract/CONTRACT.md section 3)' })
     } else if (cpu.mitiEnum !== undefined && !state.advertised) {
-      items.push({ id: 'enumeration', ok: false, message: `guest read MITI_ENUM ${cpu.mitiEnum} although the VMM state says the virtual MSRs are not advertised (CONTRACT.md section 3)` })
+      items.push({ id: 'enumeration', ok: false, message: `guest read MITI_ENUM ${cpu.mitiEnum} although the VMM state says the virtual MSRs are not advertised (contract/CONTRACT.md section 3)` })
     }
     if (cpu.mitiEnum !== undefined) {
       items.push(compare('miti-enum', 'MITI_ENUM the guest read vs the VMM\'s', VIRTUAL_MITIGATION_ENUM, u(state.mitiEnum), u(cpu.mitiEnum)))

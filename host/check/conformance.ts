@@ -1,4 +1,4 @@
-// Conformance probe of a VMM's virtual-MSR emulation (CONTRACT.md section 3), driven as a guest
+// Conformance probe of a VMM's virtual-MSR emulation (contract/CONTRACT.md section 3), driven as a guest
 // would drive it, through VcpuMsrHandler: the reference emulation, a faulty profile, or the KVM
 // exit loop's handlers. Unlike `host check` (which pairs one guest run with the VMM state), this
 // exercises the rules a normal guest run never touches: read-only ENUM MSRs, reserved CTRL bits,

@@ -1,4 +1,4 @@
-// Test support: a minimal guest that walks the discovery chain (CONTRACT.md section 3) on a
+// Test support: a minimal guest that walks the discovery chain (contract/CONTRACT.md section 3) on a
 // Platform, writes MITI_CTRL per CPU and returns a GuestReport, so the checker can be tested
 // without the full agent (built elsewhere). Not used by the CLI.
 import { hex } from '../../contract/bits.js'

@@ -1,4 +1,4 @@
-// `virtmiti host caps [--json]`: this host's capabilities as CONTRACT.md section 5 uses them,
+// `virtmiti host caps [--json]`: this host's capabilities as contract/CONTRACT.md section 5 uses them,
 // read for real (CPUID through /dev/cpu/N/cpuid, ARCH_CAPABILITIES through /dev/cpu/N/msr).
 import { EXIT, parse, stdio, type Io } from '../../bin/lib/cli.js'
 import { decode } from '../../contract/bits.js'
@@ -11,7 +11,7 @@ import { readHostCaps } from '../caps-read.js'
 export const CAPS_HELP = `Usage: virtmiti host caps [options]
 
 Reads this host's CPUID.(7,0), CPUID.(7,2) and IA32_ARCH_CAPABILITIES on every CPU and prints
-the capabilities the VMM response depends on (CONTRACT.md section 5): BHI_CTRL, BHI_NO,
+the capabilities the VMM response depends on (contract/CONTRACT.md section 5): BHI_CTRL, BHI_NO,
 RRSBA_CTRL, RRSBA, STIBP, SSBD, and the SPEC_CTRL bits a VMM may force on this host. Read-only.
 
 Options:

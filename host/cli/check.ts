@@ -1,12 +1,14 @@
 // `virtmiti host check --guest-report F --vmm-state F [--host-caps F] [--tap|--json]`:
-// pair a guest report with a VMM's observed per-vCPU state and verify CONTRACT.md sections 3
+// pair a guest report with a VMM's observed per-vCPU state and verify contract/CONTRACT.md sections 3
 // and 5 on every vCPU. Both files are untrusted input (issue 3).
 import { EXIT, UsageError, parse, stdio, type Io } from '../../bin/lib/cli.js'
 import { REPORT_MAX_BYTES } from '../../contract/report-json.js'
 import { VMM_STATE_MAX_BYTES } from '../../contract/vmm-state-json.js'
 import { checkFromText } from '../check/from-text.js'
-import { checkTap, checkText } from '../check/render.js'
-import { parseHostCaps } from '../check/parse.js'
+import { checkTap, checkTapPoints, checkText } from '../check/render.js'
+import { parseGuestReport, parseHostCaps } from '../check/parse.js'
+import { guestNeedFindings } from '../check/expect.js'
+import { tapDocument } from '../../bin/lib/tap.js'
 import { readLimited } from './read-input.js'
 import { makeColor } from '../../bin/lib/color.js'
 
@@ -15,7 +17,7 @@ export const CHECK_HELP = `Usage: virtmiti host check --guest-report FILE --vmm-
 Pairs a guest report (\`virtmiti guest report\`, schema virtmiti/guest-report/v1) with the VMM's
 observed state (schema virtmiti/vmm-state/v1, contract/schemas/vmm-state.schema.json and README) by VM UUID
 and vCPU index, and checks every vCPU: the VMM's MITI_CTRL equals what the guest wrote and
-read back, the forced SPEC_CTRL mask and value are exactly what CONTRACT.md section 5 derives
+read back, the forced SPEC_CTRL mask and value are exactly what contract/CONTRACT.md section 5 derives
 from it (host caps, userspace force), the effective SPEC_CTRL keeps the forced bits, and the
 guest's reads of SPEC_CTRL never show forced bits.
 
@@ -62,8 +64,16 @@ export async function main(argv: string[], deps: { io?: Io } = {}): Promise<numb
     io.err(r.errors.map(e => `virtmiti: ${e}\n`).join(''))
     return EXIT.USAGE
   }
-  if (o.json) io.out(JSON.stringify(r.result, null, 2) + '\n')
-  else if (o.tap) io.out(checkTap(r.result, o['tap-version'] === '13' ? 13 : 14))
-  else io.out(checkText(r.result, makeColor({ noColor: o['no-color'] === true })))
+  // What the guest relies on that the VMM cannot protect (issue 12): a finding, not a contract
+  // violation (a VMM may lack the hardware), so it never changes the exit code.
+  const parsed = parseGuestReport(report)
+  const findings = parsed.ok ? guestNeedFindings(parsed.value) : []
+  if (o.json) io.out(JSON.stringify({ ...r.result, findings }, null, 2) + '\n')
+  else if (o.tap) {
+    const text = checkTap(r.result, o['tap-version'] === '13' ? 13 : 14)
+    io.out(findings.length === 0 ? text : tapDocument([...checkTapPoints(r.result), {
+      ok: false, name: 'the VMM can back every bit the guest relies on', todo: 'a finding, not a contract violation', diag: { findings: findings.map(f => `${f.id}: ${f.text}`) },
+    }], o['tap-version'] === '13' ? 13 : 14))
+  } else io.out(checkText(r.result, makeColor({ noColor: o['no-color'] === true })) + findings.map(f => `  FINDING ${f.id}: ${f.text}\n`).join(''))
   return r.result.ok ? EXIT.OK : EXIT.VIOLATION
 }

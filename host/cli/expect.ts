@@ -11,12 +11,13 @@ import { PROFILES, profileByName } from '../vmm/profiles.js'
 import type { VmmProfile } from '../vmm/profile.js'
 import { readLimited } from './read-input.js'
 
-export const EXPECT_SCHEMA_ID = 'virtmiti/expect/v1'
+export { EXPECT_SCHEMA_ID } from '../../contract/host-output-schemas.js'
+import { EXPECT_SCHEMA_ID } from '../../contract/host-output-schemas.js'
 
 export const EXPECT_HELP = `Usage: virtmiti host expect (--guest-report FILE | --miti-ctrl LIST) (--host-caps FILE | --caps LIST) [options]
 
 Prints, per vCPU, the SPEC_CTRL bits the VMM must force (mask) and their values, with the
-CONTRACT.md section 5 rule behind every bit.
+contract/CONTRACT.md section 5 rule behind every bit.
 
 Options:
   --guest-report FILE     a guest report: its per-CPU MITI_CTRL is used
@@ -28,10 +29,15 @@ Options:
   --userspace-mask X      userspace force mask (overrides the profile's), e.g. 0x400
   --userspace-value X     userspace force value (must be a subset of the mask and of the host's
                           supported bits)
-  --json                  JSON (schema ${EXPECT_SCHEMA_ID})
+  --json                  JSON (schema ${EXPECT_SCHEMA_ID}, contract/schemas/expect.schema.json)
+  --no-color              accepted for every command (this output has no colour)
   -h, --help              this help
 
-Exit: 0 printed; 2 usage or input error (including an invalid userspace force).
+With --guest-report, a bit the guest relies on (its report's decision) that the VMM does not
+enumerate on some vCPUs is printed first as a finding naming the unprotected bit
+(vmm.not-enumerated, vmm.enum-lacks-bit; ids as in contract/findings.ts).
+
+Exit: 0 printed (findings included); 2 usage or input error (including an invalid userspace force).
 `
 
 function capsFromList(s: string): HostCaps {
@@ -55,7 +61,7 @@ export async function main(argv: string[], deps: { io?: Io } = {}): Promise<numb
   const { values: o } = parse('host expect', argv, {
     'guest-report': { type: 'string' }, 'miti-ctrl': { type: 'string' }, 'host-caps': { type: 'string' }, caps: { type: 'string' },
     profile: { type: 'string' }, 'userspace-mask': { type: 'string' }, 'userspace-value': { type: 'string' },
-    json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    json: { type: 'boolean' }, 'no-color': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   })
   if (o.help) { io.out(EXPECT_HELP); return EXIT.OK }
   if ((o['guest-report'] === undefined) === (o['miti-ctrl'] === undefined)) throw new UsageError('host expect: give exactly one of --guest-report FILE or --miti-ctrl LIST')
@@ -99,7 +105,10 @@ export async function main(argv: string[], deps: { io?: Io } = {}): Promise<numb
     io.out(JSON.stringify({ schema: EXPECT_SCHEMA_ID, profile: profile.name, ...ex }, null, 2) + '\n')
     return EXIT.OK
   }
-  const lines = [`Userspace force: mask ${ex.userspaceForce.mask} value ${ex.userspaceForce.value} (profile ${profile.name})`]
+  const lines: string[] = []
+  // The guest's own needs first (issue 12): a bit it relies on that the VMM cannot protect.
+  for (const f of ex.findings ?? []) lines.push(`FINDING ${f.id}: ${f.text}`)
+  lines.push(`Userspace force: mask ${ex.userspaceForce.mask} value ${ex.userspaceForce.value} (profile ${profile.name})`)
   for (const v of ex.vcpus) {
     const ctrl = v.mitiCtrl !== undefined ? `MITI_CTRL ${v.mitiCtrl}${v.mitiCtrlBits!.length ? ` (${v.mitiCtrlBits!.join(', ')})` : ''}` : `MITI_CTRL unknown (${v.basis})`
     lines.push(`vCPU ${v.cpu}: ${ctrl} -> forced mask ${v.forcedMask} (${v.forcedMaskBits.join(', ') || 'none'}), value ${v.forcedValue} (${v.forcedValueBits.join(', ') || 'none'})`)

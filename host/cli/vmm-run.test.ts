@@ -86,7 +86,7 @@ t.test('vmm run --json: VMM state per vCPU, CPUID statement, timings', { skip },
   const j = JSON.parse(r.out)
   t.equal(j.schema, 'virtmiti/vmm-run/v1')
   t.equal(j.ok, true)
-  // CONTRACT.md section 4: SW loop -> CTRL bit 0; section 5: BHI_DIS_S (0x400) forced on a SPR host.
+  // contract/CONTRACT.md section 4: SW loop -> CTRL bit 0; section 5: BHI_DIS_S (0x400) forced on a SPR host.
   t.same(j.vmmState.vcpus.map((v: { mitiCtrl: string }) => v.mitiCtrl), ['0x1', '0x1', '0x1'])
   t.same(j.vmmState.vcpus.map((v: { forcedMask: string }) => v.forcedMask), ['0x400', '0x400', '0x400'])
   t.equal(j.report.vmUuid, j.vmUuid)

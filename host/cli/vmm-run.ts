@@ -16,7 +16,7 @@ import { MAX_VCPUS } from '../vmm/kvm/payload.js'
 
 export const VMM_RUN_SCHEMA_ID = 'virtmiti/vmm-run/v1'
 export const DEFAULT_HOST_CPU = 'sapphire-rapids'
-/** A spectre_v2=retpoline guest without BHI_CTRL using the short loop: the case the contract exists for (CONTRACT.md section 1). */
+/** A spectre_v2=retpoline guest without BHI_CTRL using the short loop: the case the contract exists for (contract/CONTRACT.md section 1). */
 export const DEFAULT_SPECTRE_V2 = 'Mitigation: Retpolines; IBPB: conditional; STIBP: disabled; RSB filling; PBRSB-eIBRS: Not affected; BHI: SW loop, KVM: SW loop'
 export const DEFAULT_CMDLINE = 'console=ttyS0 spectre_v2=retpoline'
 
@@ -24,7 +24,7 @@ export const VMM_RUN_HELP = `Usage: virtmiti host vmm run --cpu-model M --profil
 
 Runs the reference VMM on /dev/kvm: real vCPUs (a tiny payload guest per vCPU) are shown CPU
 model M (KVM_SET_CPUID2, and IA32_ARCH_CAPABILITIES through the MSR filter), the VMM profile P
-answers their MSR-filter exits (CONTRACT.md section 5: userspace emulates the virtual MSRs),
+answers their MSR-filter exits (contract/CONTRACT.md section 5: userspace emulates the virtual MSRs),
 the unchanged guest agent runs in them (probe, report with real WRMSRs, kernel SPEC_CTRL step,
 selftest), and \`host check\` verifies the VMM's published per-vCPU state. It is the same chain
 and the same VM builder as \`scenarios run --tier kvm\`.
@@ -109,7 +109,7 @@ export async function main(argv: string[], deps: VmmRunDeps = {}): Promise<numbe
     const names = ac.split(',').map(s => s.trim()).filter(Boolean)
     const known = new Set(ARCH_CAPABILITIES.bits.map(b => b.name))
     const bad = names.filter(n => !known.has(n) || n === 'VIRTUAL_ENUM')
-    // Bit 63 is the VMM profile's to set (CONTRACT.md section 3 step 1), not the model's.
+    // Bit 63 is the VMM profile's to set (contract/CONTRACT.md section 3 step 1), not the model's.
     if (bad.length) return usage(`--arch-capabilities: unknown or not allowed bit name(s) ${bad.join(', ')}; valid: ${[...known].filter(n => n !== 'VIRTUAL_ENUM').join(', ')}, or "model", "none"`)
     archCapabilities = encode(ARCH_CAPABILITIES, names)
   }

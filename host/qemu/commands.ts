@@ -38,7 +38,7 @@ export const rdmsrSectionName = (msr: number): string => `rdmsr.0x${msr.toString
 /**
  * One section per MSR, run by /usr/bin/virtmiti-rdmsr-all (written by build-initramfs.sh):
  * a line "<cpu> <16 hex digits>" per online CPU, or "<cpu> ERR" when rdmsr failed (a #GP
- * surfaces as EIO through the msr driver, CONTRACT.md section 3; rdmsr's message goes to the
+ * surfaces as EIO through the msr driver, contract/CONTRACT.md section 3; rdmsr's message goes to the
  * .stderr section); exit 1 when any CPU failed. Looping over /dev/cpu covers any -smp and
  * shows which vCPUs the guest kernel brought up; the helper keeps the kernel command line short.
  */

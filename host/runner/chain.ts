@@ -139,7 +139,7 @@ export const failureNames = (f: StageFailure, bit: string): boolean =>
  * The guest kernel's own SPEC_CTRL use: write at boot, read back, on each CPU whose CPUID has
  * SPEC_CTRL. IBRS for an eIBRS kernel (Linux bugs.c spectre_v2_select_mitigation sets
  * SPEC_CTRL_IBRS), else 0. This exercises the forced bits' survival and the shadow read
- * (CONTRACT.md section 5). A fault is the VMM's: the MSR exists (CPUID says so) and the value is
+ * (contract/CONTRACT.md section 5). A fault is the VMM's: the MSR exists (CPUID says so) and the value is
  * architectural.
  */
 export function kernelSpecCtrl(p: Platform, spectreV2: string, cpus: readonly number[]): TapPoint {
@@ -155,7 +155,7 @@ export function kernelSpecCtrl(p: Platform, spectreV2: string, cpus: readonly nu
   }
   const name = `guest kernel writes SPEC_CTRL ${hex(value)}${value ? ` (${decode(SPEC_CTRL, value).join(', ')})` : ''} and reads it back on every CPU`
   if (skipped.length === cpus.length) return { ok: true, name, skip: 'no IA32_SPEC_CTRL (CPUID.(7,0):EDX[26] clear)' }
-  return { ok: bad.length === 0, name, ...(bad.length ? { diag: { found: bad, source: 'CONTRACT.md section 5; Intel SDM IA32_SPEC_CTRL' } } : {}) }
+  return { ok: bad.length === 0, name, ...(bad.length ? { diag: { found: bad, source: 'contract/CONTRACT.md section 5; Intel SDM IA32_SPEC_CTRL' } } : {}) }
 }
 
 const checkFailures = (stage: string, label: string, r: CheckResult): StageFailure[] => [
@@ -215,7 +215,7 @@ function start(setup: ChainSetup, make: MachineFactory, spectreV2: string, vmUui
   }
 }
 
-/** vCPU reset: CTRL is 0 after reset (CONTRACT.md section 3), so only userspace's force remains (section 5). */
+/** vCPU reset: CTRL is 0 after reset (contract/CONTRACT.md section 3), so only userspace's force remains (section 5). */
 function resetCheck(setup: ChainSetup, vmm: VmmEmulation, failures: StageFailure[]): void {
   for (const v of vmm.vcpus) v.reset()
   const force = setup.profile.userspaceForce
@@ -224,7 +224,7 @@ function resetCheck(setup: ChainSetup, vmm: VmmEmulation, failures: StageFailure
     const cmp = (id: string, what: string, reg: typeof SPEC_CTRL, exp: bigint, obs: bigint) => {
       if (exp === obs) return
       const missing = decode(reg, exp & ~obs), extra = decode(reg, obs & ~exp)
-      failures.push({ id: `reset.${id}`, message: `vCPU ${s.index}: ${what} after vCPU reset:${missing.length ? ` missing ${missing.join(', ')}` : ''}${extra.length ? ` extra ${extra.join(', ')}` : ''} (expected ${hex(exp)}, observed ${hex(obs)}; CONTRACT.md section 3: 0 after vCPU reset)`, diag: { expected: decode(reg, exp), observed: decode(reg, obs), missing, extra } })
+      failures.push({ id: `reset.${id}`, message: `vCPU ${s.index}: ${what} after vCPU reset:${missing.length ? ` missing ${missing.join(', ')}` : ''}${extra.length ? ` extra ${extra.join(', ')}` : ''} (expected ${hex(exp)}, observed ${hex(obs)}; contract/CONTRACT.md section 3: 0 after vCPU reset)`, diag: { expected: decode(reg, exp), observed: decode(reg, obs), missing, extra } })
     }
     cmp('miti-ctrl', 'MITI_CTRL', VIRTUAL_MITIGATION_CTRL, 0n, s.mitiCtrl)
     cmp('forced-mask', 'forced mask', SPEC_CTRL, BigInt(e.forcedMask), s.forcedMask)
@@ -250,7 +250,7 @@ export interface ChainOptions {
 
 /**
  * The whole chain: report, kernel step, host check, in-guest selftest, host check again (the
- * selftest must leave the state the report made), vCPU reset (CONTRACT.md section 3).
+ * selftest must leave the state the report made), vCPU reset (contract/CONTRACT.md section 3).
  */
 export async function runChain(setup: ChainSetup, make: MachineFactory, spectreV2: string, o: ChainOptions = {}): Promise<ChainRun> {
   const vmUuid = o.vmUuid ?? SCENARIO_VM_UUID

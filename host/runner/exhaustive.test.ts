@@ -1,5 +1,5 @@
 // The exhaustive matrix: its independent restatement agrees with hand-worked cases from
-// CONTRACT.md, the memoized replay agrees with the whole chain, and a broken VMM half is caught.
+// contract/CONTRACT.md, the memoized replay agrees with the whole chain, and a broken VMM half is caught.
 import t from 'tap'
 import { parseSpectreV2 } from '../../contract/sysfs-spectre-v2.js'
 import { caseCount, cases, expectCase, guestParts, judgeCase, replayCase, runCase, runExhaustive, type Case } from './exhaustive.js'
@@ -14,7 +14,7 @@ const base: Case = {
 }
 const BHI_DIS_S = 0x400n, RRSBA_DIS_S = 0x40n
 
-t.test('restatement, worked by hand from CONTRACT.md sections 4-6', async t => {
+t.test('restatement, worked by hand from contract/CONTRACT.md sections 4-6', async t => {
   // Migration pool: eIBRS guest without BHI_CTRL -> SW loop -> CTRL bit 0 -> BHI_DIS_S on an SPR-like host.
   t.same(expectCase(base), { refused: false, bhb: true, ret: false, enumerated: true, ctrl: 1n, mask: BHI_DIS_S, value: BHI_DIS_S })
   // BHI_NO host: nothing derived (section 5 "and not host_bhi_no").

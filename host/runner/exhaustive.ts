@@ -1,7 +1,7 @@
 // The exhaustive matrix (issue 6, `scenarios run --exhaustive`): every combination of the bits
 // that drive the contract, run end to end in simulation (probe -> decide -> report -> kernel
 // SPEC_CTRL step -> VMM response -> host check -> reset), each compared with an independent
-// restatement of CONTRACT.md sections 4 and 5 written here with literal bit numbers (section 2),
+// restatement of contract/CONTRACT.md sections 4 and 5 written here with literal bit numbers (section 2),
 // not with contract/miti-ctrl.ts or contract/vmm-response.ts.
 import { decode } from '../../contract/bits.js'
 import type { CpuModel } from '../../contract/cpu-model.js'
@@ -25,7 +25,7 @@ import { simMachine } from './machines.js'
 export const EXHAUSTIVE_NAME = 'exhaustive-matrix'
 
 const B = (n: number) => 1n << BigInt(n)
-// CONTRACT.md section 2, by number.
+// contract/CONTRACT.md section 2, by number.
 const AC_IBRS_ALL = B(1), AC_RRSBA = B(19), AC_BHI_NO = B(20)
 const SC_IBRS = B(0), SC_STIBP = B(1), SC_SSBD = B(2), SC_RRSBA_DIS_S = B(6), SC_BHI_DIS_S = B(10)
 const CTRL_BHB = B(0), CTRL_RET = B(1)
@@ -80,7 +80,7 @@ const VMMS: Case['vmm'][] = [
 /** Guest bits: 2^5 with BHI_NO clear, 2^5 x 2 kernels with it set = 96 guest CPUs/kernels. */
 export const caseCount = (): number => (2 ** 5 + 2 ** 6) * 9 * VMMS.length * 2 ** 4 * 9
 
-/** What CONTRACT.md sections 3-5 say must happen for a case, restated independently. */
+/** What contract/CONTRACT.md sections 3-5 say must happen for a case, restated independently. */
 export interface Expect {
   refused: boolean
   bhb: boolean
@@ -154,7 +154,7 @@ export function runCase(c: Case): string[] {
     if (err instanceof VmmConfigError) return e.refused ? [] : [`VMM refused a valid userspace force: ${err.message}`]
     throw err
   }
-  if (e.refused) return ['VMM accepted a userspace force value outside the supported bits (CONTRACT.md section 5, v3 01/10)']
+  if (e.refused) return ['VMM accepted a userspace force value outside the supported bits (contract/CONTRACT.md section 5, v3 01/10)']
   const bad: string[] = []
   if (o.decision.bhbClearSeqSUsed !== e.bhb) bad.push(`decision BHB_CLEAR_SEQ_S_USED ${o.decision.bhbClearSeqSUsed}, expected ${e.bhb}`)
   if (o.decision.retpolineSUsed !== e.ret) bad.push(`decision RETPOLINE_S_USED ${o.decision.retpolineSUsed}, expected ${e.ret}`)
@@ -251,7 +251,7 @@ function named(what: string, reg: RegisterDef, observed: bigint, expected: bigin
 export function judgeCase(c: Case, g: GuestRun, h: VmmHalf): string[] {
   const e = expectCase(c, g.kernel)
   if (h.refused) return e.refused ? [] : [`VMM refused a valid userspace force: ${h.refusal}`]
-  if (e.refused) return ['VMM accepted a userspace force value outside the supported bits (CONTRACT.md section 5, v3 01/10)']
+  if (e.refused) return ['VMM accepted a userspace force value outside the supported bits (contract/CONTRACT.md section 5, v3 01/10)']
   const bad: string[] = []
   if (h.answerDiffers) bad.push(h.answerDiffers)
   if (g.exitCode !== 0) bad.push(`guest report exited ${g.exitCode}`)
@@ -281,7 +281,7 @@ export interface ExhaustiveResult { point: TapPoint; cases: number; refused: num
 /**
  * The whole matrix. The guest half runs once per guest-visible configuration (cases() varies host
  * caps and force); the VMM half runs once per distinct (guest trace, VMM configuration,
- * host caps, force): by CONTRACT.md sections 3 and 5 the VMM's behaviour is a function of exactly
+ * host caps, force): by contract/CONTRACT.md sections 3 and 5 the VMM's behaviour is a function of exactly
  * those (the presented CPU enters only through ARCH_CAP bit 63, which `c.vmm.advertise` fixes).
  * Every case is then judged on its own against the restatement.
  */

@@ -1,7 +1,7 @@
 // A small, independent model of the guest kernel's spectre_v2 / BHI choice (Linux
 // arch/x86/kernel/cpu/bugs.c, x86_64, a 6.9+ kernel before the attack-vector controls: 6.1.y/6.12.y
 // as Debian ships them), used only to give generated cases of the
-// exhaustive matrix a sysfs line the guest agent can parse. Written from CONTRACT.md section 6
+// exhaustive matrix a sysfs line the guest agent can parse. Written from contract/CONTRACT.md section 6
 // and bugs.c directly, NOT from contract/decide.ts, so the agent is checked against something
 // it did not compute. Scope: an Intel part that is not on the RETBLEED list and has no RSBA
 // (so spectre_v2=auto is eIBRS or retpoline), default CONFIG options.
@@ -25,7 +25,7 @@ export interface KernelCpu {
   /**
    * A kernel without 9f725eec8fc0 (mainline 6.15, May 2025) or its stable backport, which still
    * exempts BHI_NO parts from X86_BUG_BHI. Not a version range: Debian's 6.1.192 and 6.12.117
-   * already carry the backport (CONTRACT.md section 6); the agent learns the rule from sysfs.
+   * already carry the backport (contract/CONTRACT.md section 6); the agent learns the rule from sysfs.
    */
   oldKernel?: boolean
 }
@@ -36,7 +36,7 @@ export function kernelState(cpu: KernelCpu, bhi: BhiPolicy, v2: V2Policy): Kerne
   // spectre_v2_select_mitigation: auto -> eIBRS when present, else retpoline (no RETBLEED/IBRS_ENTRY here).
   const mode = v2 === 'off' ? 'Vulnerable' : v2 === 'retpoline' || !cpu.ibrsAll ? 'Mitigation: Retpolines' : 'Mitigation: Enhanced / Automatic IBRS'
   // cpu_set_bug_bits: X86_BUG_BHI for Intel with eIBRS or under a hypervisor; BHI_NO exempts
-  // only in kernels before 9f725eec8fc0 (CONTRACT.md section 6).
+  // only in kernels before 9f725eec8fc0 (contract/CONTRACT.md section 6).
   const affected = (cpu.ibrsAll || cpu.hypervisor) && !(cpu.oldKernel === true && cpu.bhiNo === true)
   let seg: string
   if (!affected) seg = 'Not affected'

@@ -34,7 +34,7 @@ t.test('the built-in catalog is found from the module and every file loads with 
   t.ok(l.scenarios.length >= 24)
   const units = makeUnits(l.scenarios, ['sim', 'kvm'])
   t.equal(new Set(units.map(u => u.name)).size, units.length, 'unit names unique')
-  t.ok(l.scenarios.every(s => /CONTRACT\.md section/.test(s.scenario.source)), 'every scenario cites CONTRACT.md')
+  t.ok(l.scenarios.every(s => /CONTRACT\.md section/.test(s.scenario.source)), 'every scenario cites contract/CONTRACT.md')
 })
 
 t.test('duplicate scenario names are an error at the second file', async t => {

@@ -78,20 +78,20 @@ export function judge(s: Scenario, o: Observed): TapPoint[] {
   const e = s.expected
   const faulty = e.verdict === 'fail'
   const points: TapPoint[] = []
-  // Decision (CONTRACT.md section 4): what the guest reports.
+  // Decision (contract/CONTRACT.md section 4): what the guest reports.
   const dOk = o.decision.bhbClearSeqSUsed === e.decision.bhbClearSeqSUsed && o.decision.retpolineSUsed === e.decision.retpolineSUsed
   points.push({
     ok: dOk, name: `guest decision: BHB_CLEAR_SEQ_S_USED ${e.decision.bhbClearSeqSUsed}, RETPOLINE_S_USED ${e.decision.retpolineSUsed}`,
-    ...(dOk ? {} : { diag: { expected: { ...e.decision }, observed: { ...o.decision }, source: 'CONTRACT.md section 4' } }),
+    ...(dOk ? {} : { diag: { expected: { ...e.decision }, observed: { ...o.decision }, source: 'contract/CONTRACT.md section 4' } }),
   })
   const enOk = o.enumerated === e.enumerated
-  points.push({ ok: enOk, name: 'guest finds the virtual MSRs enumerated on every CPU: ' + e.enumerated, ...(enOk ? {} : { diag: { expected: e.enumerated, observed: o.enumerated, source: 'CONTRACT.md section 3' } }) })
+  points.push({ ok: enOk, name: 'guest finds the virtual MSRs enumerated on every CPU: ' + e.enumerated, ...(enOk ? {} : { diag: { expected: e.enumerated, observed: o.enumerated, source: 'contract/CONTRACT.md section 3' } }) })
   // MITI_CTRL per vCPU (VMM state after the guest's report).
   const ctrlBad = o.vcpus.map((v, i) => bitDiag(i, 'mitiCtrl', s.mitiCtrlPerVcpu[i] ?? [], names(VIRTUAL_MITIGATION_CTRL, v.mitiCtrl))).filter(d => !same(d.expected, d.observed))
   // A faulty VMM may deviate from the contract's state: shown, not judged (the verdict point judges it).
   points.push({
     ok: faulty || ctrlBad.length === 0, name: faulty ? 'MITI_CTRL per vCPU vs the contract (faulty VMM: shown, not judged)' : 'MITI_CTRL per vCPU as expected',
-    ...(ctrlBad.length ? { diag: { mismatches: ctrlBad, source: 'CONTRACT.md sections 3-4' } } : {}),
+    ...(ctrlBad.length ? { diag: { mismatches: ctrlBad, source: 'contract/CONTRACT.md sections 3-4' } } : {}),
   })
   const fBad = o.vcpus.flatMap((v, i) => {
     const f = s.forcedPerVcpu[i] ?? { mask: [], value: [] }
@@ -99,7 +99,7 @@ export function judge(s: Scenario, o: Observed): TapPoint[] {
   }).filter(d => !same(d.expected, d.observed))
   points.push({
     ok: faulty || fBad.length === 0, name: faulty ? 'forced SPEC_CTRL mask and value per vCPU vs the contract (faulty VMM: shown, not judged)' : 'forced SPEC_CTRL mask and value per vCPU as expected',
-    ...(fBad.length ? { diag: { mismatches: fBad, source: 'CONTRACT.md section 5' } } : {}),
+    ...(fBad.length ? { diag: { mismatches: fBad, source: 'contract/CONTRACT.md section 5' } } : {}),
   })
   const failures = o.failures.map(f => ({ id: f.id, message: f.message }))
   if (!faulty) {

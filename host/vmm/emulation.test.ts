@@ -1,4 +1,4 @@
-// The reference emulation against CONTRACT.md sections 3 and 5, one test per rule, plus an
+// The reference emulation against contract/CONTRACT.md sections 3 and 5, one test per rule, plus an
 // exhaustive matrix checked against an independent restatement of section 5.
 import t from 'tap'
 import { createVmm, VmmConfigError, type VmmConfig } from './emulation.js'
@@ -140,7 +140,7 @@ t.test('section 5: a guest that writes BHI_DIS_S itself keeps it after CTRL is c
   t.equal(v.state().specCtrlEffective, BHI_DIS_S)
 })
 
-t.test('SPEC_CTRL: reserved bit 9 and bits above 10 fault (CONTRACT.md section 2)', async t => {
+t.test('SPEC_CTRL: reserved bit 9 and bits above 10 fault (contract/CONTRACT.md section 2)', async t => {
   const v = vmm().vcpus[0]!
   t.equal(v.wrmsr(MSR.SPEC_CTRL, 1n << 9n).ok, false)
   t.equal(v.wrmsr(MSR.SPEC_CTRL, 1n << 11n).ok, false)
@@ -160,7 +160,7 @@ t.test('section 5: userspace force holds on every vCPU from creation', async t =
 })
 
 // ---- Exhaustive: CTRL (4) x host caps (64) x userspace mask/value over {IBRS, RRSBA_DIS_S, BHI_DIS_S}.
-// Independent restatement of CONTRACT.md section 5, deliberately written differently from contract/.
+// Independent restatement of contract/CONTRACT.md section 5, deliberately written differently from contract/.
 function restated(ctrl: number, c: HostCaps, um: bigint, uv: bigint) {
   const bhi = (ctrl & 1) === 1 && c.bhiCtrl && !c.bhiNo && (um & BHI_DIS_S) === 0n
   const rrs = (ctrl & 2) === 2 && c.rrsbaCtrl && c.rrsba && (um & RRSBA_DIS_S) === 0n

@@ -1,5 +1,5 @@
 // The reference VMM emulation: per-vCPU state machine for ARCH_CAPABILITIES (0x10A),
-// SPEC_CTRL (0x48) and the virtual MSRs (0x50000000-2), exactly as CONTRACT.md sections 3
+// SPEC_CTRL (0x48) and the virtual MSRs (0x50000000-2), exactly as contract/CONTRACT.md sections 3
 // and 5 say. Pure (no I/O): the simulated platform and the KVM MSR-filter exit loop both
 // drive it through VcpuMsrHandler, so a bug shows in both or neither (DESIGN.md).
 import type { HostCaps } from '../../contract/host-caps.js'
@@ -67,7 +67,7 @@ export const EMULATED_MSRS: readonly number[] = [
   MSR.ARCH_CAPABILITIES, MSR.SPEC_CTRL, MSR.VIRTUAL_ENUMERATION, MSR.VIRTUAL_MITIGATION_ENUM, MSR.VIRTUAL_MITIGATION_CTRL,
 ]
 
-/** SPEC_CTRL bits a guest may write: those CONTRACT.md section 2 defines (bit 9 and above 10 reserved; Xen msr-index.h@c447b73). */
+/** SPEC_CTRL bits a guest may write: those contract/CONTRACT.md section 2 defines (bit 9 and above 10 reserved; Xen msr-index.h@c447b73). */
 const SPEC_CTRL_WRITABLE = SPEC_CTRL.bits.reduce((m, b) => m | bit(b.bit), 0n)
 
 const U64 = (1n << 64n) - 1n
@@ -82,7 +82,7 @@ export function createVmm(config: VmmConfig): VmmEmulation {
   const v = validateUserspaceForce(profile.userspaceForce, hostCaps)
   if (!v.ok) throw new VmmConfigError(`profile ${profile.name}: ${v.error}`)
   if ((profile.mitiEnum & ~VIRTUAL_MITIGATION_CTRL.bits.reduce((m, b) => m | bit(b.bit), 0n)) !== 0n) {
-    throw new VmmConfigError(`profile ${profile.name}: MITI_ENUM ${hex(profile.mitiEnum)} names bits the contract does not define (CONTRACT.md section 2)`)
+    throw new VmmConfigError(`profile ${profile.name}: MITI_ENUM ${hex(profile.mitiEnum)} names bits the contract does not define (contract/CONTRACT.md section 2)`)
   }
 
   // ARCH_CAP bit 63 is the VMM's: set when it advertises the virtual MSRs (section 3 step 1).

@@ -1,10 +1,10 @@
 // A VMM profile: how one VMM configuration answers the virtual MSRs and SPEC_CTRL
 // (issue 3). The reference emulation (emulation.ts) is parameterised by it; `faults`
-// switches on deliberate deviations from CONTRACT.md so that the checker can be shown
+// switches on deliberate deviations from contract/CONTRACT.md so that the checker can be shown
 // to catch each of them.
 import type { UserspaceForce } from '../../contract/vmm-response.js'
 
-/** Deliberate deviations from CONTRACT.md sections 3 and 5 (faulty VMMs for testing the checker). */
+/** Deliberate deviations from contract/CONTRACT.md sections 3 and 5 (faulty VMMs for testing the checker). */
 export const VMM_FAULTS = [
   /** CTRL writes succeed but are dropped: read-back stale, no response (section 3 read-back). */
   'ignores-ctrl-writes',
@@ -34,7 +34,7 @@ export interface VmmProfile {
   description: string
   /**
    * Whether the VMM implements and advertises the virtual MSRs: ARCH_CAPABILITIES bit 63 shown
-   * to the guest and MSR_VIRTUAL_ENUMERATION bit 0 set (CONTRACT.md section 3). When false, the
+   * to the guest and MSR_VIRTUAL_ENUMERATION bit 0 set (contract/CONTRACT.md section 3). When false, the
    * virtual MSRs are unknown MSRs and answer per `unknownMsr`.
    */
   advertise: boolean
@@ -44,13 +44,13 @@ export interface VmmProfile {
   userspaceForce: UserspaceForce
   /**
    * 'virtualized': the VMX "virtualize IA32_SPEC_CTRL" control holds mask/value in hardware;
-   * 'intercepted': the VMM traps SPEC_CTRL reads/writes (CONTRACT.md section 5). The observable
+   * 'intercepted': the VMM traps SPEC_CTRL reads/writes (contract/CONTRACT.md section 5). The observable
    * result must be the same; the state records which one was used.
    */
   specCtrl: 'virtualized' | 'intercepted'
   /**
    * MSRs the VMM does not implement: 'fault' (#GP: KVM with ignore_msrs=0) or
-   * 'read-zero-ignore-write' (KVM ignore_msrs=1, QEMU TCG) (CONTRACT.md section 3, KVM-NOTES.md).
+   * 'read-zero-ignore-write' (KVM ignore_msrs=1, QEMU TCG) (contract/CONTRACT.md section 3, KVM-NOTES.md).
    */
   unknownMsr: 'fault' | 'read-zero-ignore-write'
   faults: ReadonlySet<VmmFault>

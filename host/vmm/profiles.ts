@@ -13,7 +13,7 @@ const faulty = (fault: VmmFault, description: string, extra: Partial<VmmProfile>
   ({ ...base, name: fault, description, ...extra, faults: new Set([fault]) })
 
 const list: VmmProfile[] = [
-  { ...base, name: 'reference', description: 'advertises the virtual MSRs, both ENUM bits, no userspace force; SPEC_CTRL intercepted (CONTRACT.md sections 3 and 5)' },
+  { ...base, name: 'reference', description: 'advertises the virtual MSRs, both ENUM bits, no userspace force; SPEC_CTRL intercepted (contract/CONTRACT.md sections 3 and 5)' },
   { ...base, name: 'reference-virtualized', description: 'reference, with SPEC_CTRL held by the VMX "virtualize IA32_SPEC_CTRL" control', specCtrl: 'virtualized' },
   { ...base, name: 'bhb-only', description: 'advertises only BHB_CLEAR_SEQ_S_SUPPORT (ENUM bit 0)', mitiEnum: MITI_ENUM_BHB_CLEAR_SEQ_S_SUPPORT },
   { ...base, name: 'no-virtual-msrs', description: 'does not advertise the virtual MSRs; unknown MSRs fault (mainline KVM, ignore_msrs=0)', advertise: false, mitiEnum: 0n },

@@ -44,7 +44,7 @@ export function simulatedPlatform(o: SimulatedOptions): { platform: Platform; vm
       if (!online(cpu)) return { ok: false, fault: noCpu(cpu) }
       const v = vmm.vcpus[cpu]!
       const a = v.indices.includes(index) ? v.rdmsr(index) : vmm.unknownRead(index)
-      // A #GP surfaces as EIO through Linux's msr driver (CONTRACT.md section 3).
+      // A #GP surfaces as EIO through Linux's msr driver (contract/CONTRACT.md section 3).
       return a.ok ? { ok: true, value: a.value } : { ok: false, fault: { errno: 'EIO', message: a.reason } }
     },
     wrmsr(cpu: number, index: number, value: bigint): MsrWrite {

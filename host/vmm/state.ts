@@ -13,7 +13,7 @@ export function vmmStateJson(vmm: VmmEmulation, vmUuid: string, hardware?: SpecC
     vmUuid,
     vmm: { name, profile: p.name },
     hostCaps: { ...vmm.config.hostCaps },
-    // Advertising needs ARCH_CAPABILITIES to carry bit 63 (CONTRACT.md section 3 step 1).
+    // Advertising needs ARCH_CAPABILITIES to carry bit 63 (contract/CONTRACT.md section 3 step 1).
     advertised: p.advertise && vmm.guestArchCapabilities !== null,
     mitiEnum: hex(vmm.mitiEnum()),
     userspaceForce: { mask: hex(p.userspaceForce.mask), value: hex(p.userspaceForce.value) },

@@ -169,7 +169,7 @@ rdmsr.0x50000002${TAB}virtmiti-rdmsr-all 0x50000002
 CMDS
 # rdmsr on every online CPU (msr-tools' -a stops at the first CPU that faults): one line
 # "<cpu> <16 hex digits>" or "<cpu> ERR" per CPU, exit 1 if any failed (host/qemu/commands.ts
-# parses it). A #GP surfaces as EIO through the msr driver (CONTRACT.md section 3).
+# parses it). A #GP surfaces as EIO through the msr driver (contract/CONTRACT.md section 3).
 cat > "$STAGE/usr/bin/virtmiti-rdmsr-all" <<'RDMSR'
 #!/bin/sh
 r=0

@@ -1,6 +1,6 @@
 #!/bin/busybox sh
 # /init of the virtmiti live-Linux-guest initramfs (issue 7; built by build-initramfs.sh).
-# Mounts proc/sys/dev, loads the Debian kernel's msr and cpuid drivers (CONTRACT.md section 3:
+# Mounts proc/sys/dev, loads the Debian kernel's msr and cpuid drivers (contract/CONTRACT.md section 3:
 # the agent reads MSRs through /dev/cpu/N/msr), runs a command list and sends every result
 # to the host over the SECOND serial port, /dev/ttyS1, framed (parsed by host/qemu/frames.ts):
 #   @@virtmiti-hello <protocol> <uptime-s>

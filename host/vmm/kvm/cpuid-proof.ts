@@ -42,7 +42,7 @@ export function proveCpuid(presented: PresentedCpu, o: HostCpuid = {}): LeafProo
 export interface FilterExitProbe {
   access: 'RDMSR 0x10a' | 'RDMSR 0x48' | 'WRMSR 0x48'
   msr: number
-  /** The CPUID.(7,0):EDX bit that enumerates the MSR (CONTRACT.md section 2). */
+  /** The CPUID.(7,0):EDX bit that enumerates the MSR (contract/CONTRACT.md section 2). */
   bit: number
   bitName: 'ARCH_CAPABILITIES' | 'SPEC_CTRL'
   /** The vCPU's own CPUID (as this host's KVM really answers it) had the bit clear during the access. */

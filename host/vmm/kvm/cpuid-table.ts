@@ -18,7 +18,7 @@ const ALL = 0xffffffff
  */
 export const PRESENTED_BITS: Readonly<Record<string, Partial<Record<Reg, number>>>> = {
   '0x0.0': { ebx: ALL, ecx: ALL, edx: ALL },                                   // vendor string
-  '0x1.0': { eax: ALL, ecx: (1 << CPUID1_ECX_HYPERVISOR) >>> 0 },             // signature, hypervisor (CONTRACT.md section 2)
+  '0x1.0': { eax: ALL, ecx: (1 << CPUID1_ECX_HYPERVISOR) >>> 0 },             // signature, hypervisor (contract/CONTRACT.md section 2)
   '0x7.0': { eax: ALL, edx: ALL },                                             // max subleaf, SPEC_CTRL/STIBP/ARCH_CAP/SSBD
   '0x7.2': { edx: ALL },                                                       // RRSBA_CTRL, BHI_CTRL
   '0x40000000.0': { eax: ALL, ebx: ALL, ecx: ALL, edx: ALL },                  // hypervisor signature

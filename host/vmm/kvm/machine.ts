@@ -1,6 +1,6 @@
 // The VM builder: one VM, N vCPUs each running its own copy of the payload loop, the presented
 // CPU model in KVM_SET_CPUID2, and the MSR filter routing the handler's MSRs to userspace.
-// This is the way CONTRACT.md section 5 (Sean Christopherson, ZmepkZfLIvj_st5W@google.com) says a
+// This is the way contract/CONTRACT.md section 5 (Sean Christopherson, ZmepkZfLIvj_st5W@google.com) says a
 // VMM implements the virtual MSRs: KVM_CAP_X86_USER_SPACE_MSR + KVM_X86_SET_MSR_FILTER, exits
 // KVM_EXIT_X86_RDMSR/WRMSR answered by userspace (here: the VcpuMsrHandler).
 import type { PresentedCpu } from '../../../contract/cpu-model.js'
@@ -68,7 +68,7 @@ export class PayloadVcpu {
         case KVM_EXIT.X86_RDMSR: {
           this.stats.rdmsrExits++
           const index = rv.getUint32(KVM_RUN_OFF.msr_index, true)
-          // Not ours (reason UNKNOWN): #GP, what KVM does for an unknown MSR with ignore_msrs=0 (CONTRACT.md section 3).
+          // Not ours (reason UNKNOWN): #GP, what KVM does for an unknown MSR with ignore_msrs=0 (contract/CONTRACT.md section 3).
           const a = this.routed.has(index) ? this.handler.rdmsr(index) : { ok: false as const, reason: 'not routed' }
           rv.setUint8(KVM_RUN_OFF.msr_error, a.ok ? 0 : 1)
           if (a.ok) rv.setBigUint64(KVM_RUN_OFF.msr_data, BigInt.asUintN(64, a.value), true)

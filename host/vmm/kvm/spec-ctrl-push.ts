@@ -1,5 +1,5 @@
 // The effective IA32_SPEC_CTRL pushed into the vCPU, as a VMM without a KVM force mechanism must
-// do it (issue 11 item 6; CONTRACT.md section 5: effective = (shadow & ~mask) | (value & mask),
+// do it (issue 11 item 6; contract/CONTRACT.md section 5: effective = (shadow & ~mask) | (value & mask),
 // with no KVM change: KVM_SET_MSRS after every change, KVM_GET_MSRS to see what KVM holds).
 // KVM-NOTES.md: a nested, software-assisted KVM accepted every KVM_SET_MSRS of 0x48 and read 0
 // back, so whether a host holds the guest's SPEC_CTRL is measured per run, never assumed.

@@ -18,7 +18,7 @@ const b = (n: number) => (1 << n) >>> 0
 
 /**
  * The CPUID bits the guest agent reads (guest/probe.ts, contract/decide.ts viewCpu): vendor,
- * signature, hypervisor bit, leaf 7 max subleaf, SPEC_CTRL and ARCH_CAPABILITIES (CONTRACT.md
+ * signature, hypervisor bit, leaf 7 max subleaf, SPEC_CTRL and ARCH_CAPABILITIES (contract/CONTRACT.md
  * section 2 CPUID table; section 3 step 1), RRSBA_CTRL and BHI_CTRL, the hypervisor signature.
  * STIBP / SSBD are not here: nothing on the guest side reads them (host caps come from the host model).
  */

@@ -3,7 +3,7 @@
 // to values with both (KVM-NOTES.md "Two hosts"). Each behaviour is injected over the real vCPUs
 // (host-cpuid.ts), so all three run on any machine, and the machine's own KVM runs too, its
 // behaviour measured first (the complement-VM proof) and the expectation derived from it.
-// Expectations: the catalog's hand-written ones (scenarios/cases, CONTRACT.md sections 3-5).
+// Expectations: the catalog's hand-written ones (scenarios/cases, contract/CONTRACT.md sections 3-5).
 import t from 'tap'
 import type { TapPoint } from '../../../bin/lib/tap.js'
 import { loadCpuCatalog } from '../../runner/cpus.js'

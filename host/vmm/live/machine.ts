@@ -44,7 +44,7 @@ export function liveMachine(o: LiveTierOptions = {}): MachineFactory {
     // (KVM_SET_MSRS) and what KVM then holds is read back (KVM_GET_MSRS): issue 11 item 6.
     const hardware: (bigint | undefined)[] = new Array(s.vcpus).fill(undefined)
     const push = (v: PayloadVcpu) => { hardware[v.id] = pushSpecCtrl(v.fd, vmm.vcpus[v.id]!.state().specCtrlEffective).readBack }
-    // Each real vCPU's filtered MSR exits go to its own emulated vCPU (per vCPU, CONTRACT.md section 3).
+    // Each real vCPU's filtered MSR exits go to its own emulated vCPU (per vCPU, contract/CONTRACT.md section 3).
     const pf = kvmPlatform({
       vcpus: s.vcpus, presented: s.presented, handler: i => vmm.vcpus[i]!, files: s.files, afterWrmsr: push,
       ...(hostCpuid ? { hostCpuid } : {}),

@@ -1,6 +1,6 @@
 // Live KVM tier end to end: real vCPUs, the reference emulation behind the MSR filter, the
 // unchanged guest agent, host check. Skips with the reason where /dev/kvm is unusable.
-// Expected values are written by hand from CONTRACT.md, host = Sapphire Rapids
+// Expected values are written by hand from contract/CONTRACT.md, host = Sapphire Rapids
 // (BHI_CTRL, !BHI_NO, RRSBA_CTRL, RRSBA: scenarios/cpus/sapphire-rapids.yaml):
 // - section 4: SW loop -> CTRL bit 0 (0x1); retpoline -> CTRL bit 1 (0x2); BHI_DIS_S / eIBRS -> 0.
 // - section 5: CTRL bit 0 + host BHI_CTRL + !BHI_NO -> BHI_DIS_S (bit 10, 0x400) forced on;
@@ -74,7 +74,7 @@ for (const [cpu, what, v2, extra, e] of PASSING) {
 
 // The model's own skylake-sp has no ARCH_CAPABILITIES (CPUID.(7,0):EDX[29] clear). Default
 // (overlay): the agent is shown the model's CPUID whatever this host's KVM pins, so it finds
-// nothing enumerated and writes nothing (CONTRACT.md section 3 step 1), on every kind of host.
+// nothing enumerated and writes nothing (contract/CONTRACT.md section 3 step 1), on every kind of host.
 for (const hostCpuid of [undefined, 'honours', 'pins-0', 'pins-1'] as const) {
   t.test(`live overlay${hostCpuid ? ` (host KVM injected: ${hostCpuid})` : ' (this host\'s real KVM)'}: skylake-sp without ARCH_CAPABILITIES is not enumerated, nothing written`, { skip }, async t => {
     const r = await runLive(opts('skylake-sp', 'reference', IBRS_SW_LOOP, hostCpuid ? { hostCpuid } : {}))

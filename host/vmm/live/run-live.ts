@@ -2,7 +2,7 @@
 // (host/runner/chain.ts: probe -> decide -> report with real WRMSRs -> the guest kernel's
 // SPEC_CTRL step -> host check -> selftest -> host check -> vCPU reset) on payload vCPUs built by
 // host/vmm/live/machine.ts, whose MSR-filter exits the reference emulation answers. This is the
-// VMM shape CONTRACT.md section 5 gives (Sean Christopherson, ZmepkZfLIvj_st5W@google.com):
+// VMM shape contract/CONTRACT.md section 5 gives (Sean Christopherson, ZmepkZfLIvj_st5W@google.com):
 // userspace advertises the virtual MSRs and emulates them through KVM_CAP_X86_USER_SPACE_MSR +
 // KVM_X86_SET_MSR_FILTER. Without a usable /dev/kvm it skips with the reason (DESIGN.md exit 4).
 import { randomUUID } from 'node:crypto'
@@ -26,11 +26,11 @@ import type { CpuidFidelity } from './cpuid-fidelity.js'
 export interface LiveOptions {
   /** The CPU model the VMM presents to the guest (KVM_SET_CPUID2 + the emulated ARCH_CAPABILITIES). */
   cpuModel: CpuModel
-  /** The real host's capabilities: the VMM response derives from them (CONTRACT.md section 5). */
+  /** The real host's capabilities: the VMM response derives from them (contract/CONTRACT.md section 5). */
   hostCaps: HostCaps
   profile: VmmProfile
   vcpus: number
-  /** The guest kernel's state: /proc/cmdline and the spectre_v2 sysfs line (CONTRACT.md section 6). */
+  /** The guest kernel's state: /proc/cmdline and the spectre_v2 sysfs line (contract/CONTRACT.md section 6). */
   kernel: { cmdline: string; spectreV2: string }
   /** ARCH_CAPABILITIES presented instead of the model's (without bit 63: the profile sets it); null = none. */
   archCapabilities?: bigint | null
@@ -101,7 +101,7 @@ export function livePoints(r: ChainRun, vmUuid: string): TapPoint[] {
   }
   if (r.checkAfterSelftest) points.push({ ok: r.checkAfterSelftest.ok, name: 'host check after the selftest (every value it changed restored)', sub: checkTapPoints(r.checkAfterSelftest) })
   const reset = r.observed.failures.filter(f => f.id.startsWith('reset.'))
-  points.push({ ok: reset.length === 0, name: 'vCPU reset: MITI_CTRL 0, only userspace\'s force remains (CONTRACT.md sections 3, 5)', ...(reset.length ? { diag: { found: reset.map(f => f.message) } } : {}) })
+  points.push({ ok: reset.length === 0, name: 'vCPU reset: MITI_CTRL 0, only userspace\'s force remains (contract/CONTRACT.md sections 3, 5)', ...(reset.length ? { diag: { found: reset.map(f => f.message) } } : {}) })
   return points
 }
 
