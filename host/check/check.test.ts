@@ -148,3 +148,38 @@ t.test('TAP 13 flattens vCPU subtests', async t => {
   t.notMatch(tap, /Subtest/)
   t.match(tap, /ok \d+ - vCPU 1 > forced mask/)
 })
+
+// Issue 14 item 1: the guest report is untrusted. "offline" (or "fault") on every CPU must not
+// skip the VMM's state: every vCPU is checked on it, and without any usable guest data the
+// verdict is "could not tell", never a pass.
+for (const lie of ['offline', 'fault'] as const) {
+  const lying = (report: GuestReport): GuestReport => ({
+    ...report, cpus: report.cpus.map(c => lie === 'offline'
+      ? { cpu: c.cpu, outcome: 'offline', fault: { step: 'cpus', errno: 'ENXIO', message: 'offline' } }
+      : { cpu: c.cpu, outcome: 'fault', fault: { step: 'read-ctrl', errno: 'EIO', message: 'faulted' } }),
+  })
+  t.test(`a guest that says "${lie}" on every CPU cannot make a broken VMM pass`, async t => {
+    const { report, state } = run('forces-nothing')
+    const r = check(lying(report), state)
+    t.equal(r.verdict, 'fail')
+    t.ok(r.failures.some(f => /vCPU 0: forced mask: missing RRSBA_DIS_S, BHI_DIS_S/.test(f)), r.failures.join('\n'))
+    t.ok(r.failures.some(f => /vCPU 1: forced mask/.test(f)), 'every vCPU is checked on the VMM state')
+  })
+  t.test(`"${lie}" on every CPU with a self-consistent VMM state is "could not tell", not a pass`, async t => {
+    const { report, state } = run('reference')
+    const r = check(lying(report), state)
+    t.same(r.failures, [])
+    t.equal(r.verdict, 'could-not-tell')
+    t.equal(r.ok, false)
+    t.ok(r.vcpus.every(c => c.basis === 'vmm-only' && c.items.some(i => i.id === 'forced-mask')), 'each vCPU checked on the VMM state only')
+    t.match(r.vm.find(i => i.id === 'guest-data')?.message ?? '', /could not tell: no vCPU has usable guest data/)
+  })
+}
+
+t.test('one legitimately offline vCPU (maxcpus=) is checked on the VMM state only; the run still passes on the others', async t => {
+  const { report, state } = run('reference', { vcpus: 3 })
+  const r = check({ ...report, cpus: report.cpus.map(c => (c.cpu === 2 ? { cpu: 2, outcome: 'offline' as const } : c)) }, state)
+  t.equal(r.verdict, 'pass')
+  t.same(r.vcpus.map(c => c.basis), ['guest+vmm', 'guest+vmm', 'vmm-only'])
+  t.match(r.vcpus[2]!.notes.join(' '), /offline: checked on the VMM state only/)
+})
