@@ -85,3 +85,15 @@ t.test('no code path of the agent calls wrmsr outside the two named gates', asyn
   for (const s of ['platform.wrmsr(0, 1, 2n)', 'p . wrmsr (', "p['wrmsr'](", 'const { wrmsr } = platform']) t.ok(CALL.test(s), `pattern catches: ${s}`)
   t.notOk(CALL.test('wrmsr(cpu, index, value) {'), 'a method definition is not a call')
 })
+
+t.test('gate reads MITI_ENUM on the CPU at write time: a MITI_ENUM changed since the probe is refused (issue 14 item 7)', async t => {
+  let enumNow = 3n
+  const p = fakePlatform({ mitiEnum: 3n, rdmsrHook: (_c, i) => (i === MSR.VIRTUAL_MITIGATION_ENUM ? { ok: true, value: enumNow } : undefined) })
+  enumNow = 1n // the VMM withdrew RETPOLINE_S_SUPPORT after the probe
+  const g = gatedWrite(p, 0, MSR.VIRTUAL_MITIGATION_CTRL, 2n, 3n)
+  t.match(g, { kind: 'refused', reason: /reads 0x1 at write time, 0x3 when probed/ })
+  t.equal(gatedWrite(p, 0, MSR.VIRTUAL_MITIGATION_CTRL, 1n, 3n).kind, 'refused', 'any change refuses, even for a bit still enumerated')
+  const gone = fakePlatform({ mitiEnum: 3n, rdmsrHook: (_c, i) => (i === MSR.VIRTUAL_MITIGATION_ENUM ? { ok: false, fault: { errno: 'EIO', message: 'gp' } } : undefined) })
+  t.match(gatedWrite(gone, 0, MSR.VIRTUAL_MITIGATION_CTRL, 1n, 3n), { kind: 'refused', reason: /unreadable at write time/ })
+  t.same(p.writes, []); t.same(gone.writes, [])
+})
