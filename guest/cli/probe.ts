@@ -62,7 +62,12 @@ export async function main(argv: string[], deps: ProbeDeps = {}): Promise<number
   const facts = probe(platform, cpus)
   if (o.replay) facts.platform = 'recorded'
   ;(platform as { close?: () => void }).close?.()
-  if (o.record) writeFileAtomic(o.record, JSON.stringify(factsToJson(facts, `recorded by virtmiti ${VERSION} on ${facts.kernel.release ?? 'unknown kernel'}`), null, 2) + '\n')
+  if (o.record) {
+    // A bad --record path is the caller's input error (exit 2), never a stack trace (issue 14 item 10).
+    try { writeFileAtomic(o.record, JSON.stringify(factsToJson(facts, `recorded by virtmiti ${VERSION} on ${facts.kernel.release ?? 'unknown kernel'}`), null, 2) + '\n') } catch (e) {
+      throw new UsageError(`guest probe: --record ${o.record}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+    }
+  }
   const d = decide(facts)
   const v = verdict(facts, d)
   if (o.json) {
