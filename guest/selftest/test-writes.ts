@@ -178,6 +178,26 @@ export class TestWrites {
   /** After a complete restore, the journal has nothing left to do. */
   finish(r: RestoreResult): void { if (r.failed.length === 0) this.opts.journal?.clear() }
 
+  /**
+   * Whether the first link of the chain holds on `cpu` (CPUID.(7,0):EDX[29], ARCH_CAPABILITIES bit
+   * 63): enough to touch 0x50000000, so enough to restore it (a broken VMM may have let the selftest
+   * clear VIRTUAL_ENUMERATION bit 0, which would otherwise block restoring it).
+   */
+  archCapEnumerated(cpu: number): string | true {
+    const c7 = this.platform.cpuid(cpu, 7, 0)
+    if (!c7.ok) return `cpu ${cpu}: CPUID leaf 7 unreadable (${c7.fault.errno})`
+    if (!hasBit32(c7.regs.edx, CPUID7_EDX_ARCH_CAPABILITIES)) return `cpu ${cpu}: no IA32_ARCH_CAPABILITIES`
+    const ac = this.platform.rdmsr(cpu, MSR.ARCH_CAPABILITIES)
+    if (!ac.ok) return `cpu ${cpu}: ARCH_CAPABILITIES unreadable (${ac.fault.errno})`
+    return (ac.value & ARCH_CAP_VIRTUAL_ENUM) === 0n ? `cpu ${cpu}: ARCH_CAPABILITIES bit 63 clear` : true
+  }
+
+  /** Restore originals recorded by an earlier run (the journal), through the same checked restore. */
+  restoreOriginals(originals: readonly Original[]): RestoreResult {
+    for (const o of originals) if (SELFTEST_WRITABLE.includes(o.index)) this.originals.set(`${o.cpu}:${o.index}`, { ...o })
+    return this.restoreAll()
+  }
+
   /** Original values recorded so far. */
   recorded(): { cpu: number; index: number; value: bigint }[] { return [...this.originals.values()] }
 
@@ -187,7 +207,10 @@ export class TestWrites {
    */
   restoreAll(): RestoreResult {
     const out: RestoreResult = { restored: [], failed: [] }
-    for (const o of [...this.originals.values()].reverse()) {
+    // VIRTUAL_ENUMERATION first: while a broken VMM shows its bit 0 cleared, 0x50000001/2 fault.
+    const all = [...this.originals.values()].reverse()
+    const ordered = [...all.filter(o => o.index === MSR.VIRTUAL_ENUMERATION), ...all.filter(o => o.index !== MSR.VIRTUAL_ENUMERATION)]
+    for (const o of ordered) {
       const now = this.platform.rdmsr(o.cpu, o.index)
       if (now.ok && now.value === o.value) continue
       const w = this.platform.wrmsr(o.cpu, o.index, o.value)
