@@ -61,6 +61,9 @@ function sources(dir: string): string[] {
 // The two named gates may call wrmsr; test support builds fakes. Platform implementations
 // (devcpu, simulated, kvm) *define* wrmsr, which this pattern does not match.
 const ALLOWED = new Set(['guest/apply/write-gate.ts', 'guest/selftest/test-writes.ts'])
+// Platform wrappers whose wrmsr method only forwards to the platform it wraps (the gates stay the
+// only callers): checked below to contain exactly that one forwarding call.
+const FORWARDERS = new Map([['guest/selftest/supervisor.ts', /^\s*wrmsr\(cpu: number, index: number, value: bigint\): MsrWrite \{ this\.beat\(\); return this\.inner\.wrmsr\(cpu, index, value\) \}$/]])
 // Test support that sets up a VMM's state from outside the agent (never imported by the agent:
 // checked below).
 const TEST_SUPPORT = new Set(['guest/apply/test-support.ts', 'guest/selftest/signal-child.ts', 'guest/selftest/slow-child.ts'])
@@ -75,7 +78,7 @@ t.test('no code path of the agent calls wrmsr outside the two named gates', asyn
     if (ALLOWED.has(rel) || TEST_SUPPORT.has(rel)) continue
     readFileSync(f, 'utf8').split('\n').forEach((line, i) => {
       const code = line.replace(/\/\/.*$/, '')
-      if (CALL.test(code)) offenders.push(`${rel}:${i + 1}: ${line.trim()}`)
+      if (CALL.test(code) && !FORWARDERS.get(rel)?.test(code)) offenders.push(`${rel}:${i + 1}: ${line.trim()}`)
     })
   }
   t.same(offenders, [], 'wrmsr callers outside the gates')

@@ -183,3 +183,30 @@ t.test('one legitimately offline vCPU (maxcpus=) is checked on the VMM state onl
   t.same(r.vcpus.map(c => c.basis), ['guest+vmm', 'guest+vmm', 'vmm-only'])
   t.match(r.vcpus[2]!.notes.join(' '), /offline: checked on the VMM state only/)
 })
+
+t.test('property: no lie about per-CPU outcomes makes a VMM that forces nothing pass (2,000 random reports)', async t => {
+  const { report, state } = run('forces-nothing', { vcpus: 4 })
+  let seed = 42
+  const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n }
+  const hexes = ['0x0', '0x1', '0x2', '0x3']
+  const lie = (cpu: number): GuestReport['cpus'][number] => {
+    const v = hexes[rnd(4)]!
+    switch (rnd(7)) {
+      case 0: return { cpu, outcome: 'offline' }
+      case 1: return { cpu, outcome: 'fault', fault: { step: 'read-ctrl', errno: 'EIO', message: 'x' } }
+      case 2: return { cpu, outcome: 'not-enumerated' }
+      case 3: return { cpu, outcome: 'written', mitiEnum: '0x3', before: '0x0', wanted: v, written: v, readBack: v }
+      case 4: return { cpu, outcome: 'unchanged', mitiEnum: '0x3', before: v, wanted: v, readBack: v }
+      case 5: return { cpu, outcome: 'dry-run', mitiEnum: '0x3', before: v, wanted: v }
+      default: return { cpu, outcome: 'readback-mismatch', mitiEnum: '0x3', before: '0x0', wanted: v, written: v, readBack: '0x0' }
+    }
+  }
+  const verdicts = new Map<string, number>()
+  for (let i = 0; i < 2000; i++) {
+    const cpus = report.cpus.filter(() => rnd(5) !== 0).map(c => lie(c.cpu))
+    const r = check({ ...report, cpus: cpus.length ? cpus : [lie(0)] }, state)
+    verdicts.set(r.verdict, (verdicts.get(r.verdict) ?? 0) + 1)
+    if (r.verdict === 'pass') { t.fail(`passed with ${JSON.stringify(cpus)}`); return }
+  }
+  t.notOk(verdicts.has('pass'), JSON.stringify([...verdicts]))
+})

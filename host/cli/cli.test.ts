@@ -191,3 +191,19 @@ for (const evil of ['\r', '\n', '\u2028', '\u2029', '\u001b[2J', '\u0085']) {
     }
   })
 }
+
+t.test('host check / expect: a FIFO, /dev/zero or /dev/urandom as an input is an input error at once (issue 14 item 4)', async t => {
+  const fifo = path.join(dir, 'in.fifo')
+  const { spawnSync } = await import('node:child_process')
+  spawnSync('mkfifo', [fifo])
+  const { state, report } = fixture('reference')
+  for (const bad of [fifo, '/dev/zero', '/dev/urandom']) {
+    const start = Date.now()
+    await rejectsWith(t, checkMain(['--guest-report', bad, '--vmm-state', state], { io: capture().io }), InputError, /refused/)
+    await rejectsWith(t, checkMain(['--guest-report', report, '--vmm-state', bad], { io: capture().io }), InputError, /refused/)
+    await rejectsWith(t, checkMain(['--guest-report', report, '--vmm-state', state, '--host-caps', bad], { io: capture().io }), InputError, /refused/)
+    await rejectsWith(t, expectMain(['--guest-report', bad, '--caps', 'none'], { io: capture().io }), InputError, /refused/)
+    await rejectsWith(t, expectMain(['--miti-ctrl', '0x1', '--host-caps', bad], { io: capture().io }), InputError, /refused/)
+    t.ok(Date.now() - start < 2000, `${bad}: no hang`)
+  }
+})
