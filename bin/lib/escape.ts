@@ -11,3 +11,11 @@ export function safeText(s: string): string {
     return n <= 0xff ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`
   })
 }
+
+/**
+ * JSON.stringify, with the characters it leaves raw that a terminal or a line-based reader may act
+ * on (DEL, C1 controls, U+2028/2029) written as \u escapes: the same JSON value, safe to print.
+ */
+export function jsonText(v: unknown, indent?: number): string {
+  return JSON.stringify(v, null, indent).replace(/[\u007f-\u009f\u2028\u2029]/g, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}

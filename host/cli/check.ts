@@ -9,7 +9,7 @@ import { checkTap, checkText } from '../check/render.js'
 import { parseHostCaps } from '../check/parse.js'
 import { readLimited } from './read-input.js'
 import { makeColor } from '../../bin/lib/color.js'
-import { safeText } from '../../bin/lib/escape.js'
+import { jsonText, safeText } from '../../bin/lib/escape.js'
 
 export const CHECK_HELP = `Usage: virtmiti host check --guest-report FILE --vmm-state FILE [options]
 
@@ -54,7 +54,7 @@ export async function main(argv: string[], deps: { io?: Io } = {}): Promise<numb
   // file is a usage/input error (2), not "could not tell" (3).
   const r = checkFromText({ report, state, ...(caps !== undefined ? { hostCaps: caps } : {}) })
   if (!r.ok) {
-    if (o.json) io.out(JSON.stringify({ schema: 'virtmiti/check-result/v1', ok: false, inputErrors: r.errors }, null, 2) + '\n')
+    if (o.json) io.out(jsonText({ schema: 'virtmiti/check-result/v1', ok: false, inputErrors: r.errors }, 2) + '\n')
     io.err(r.errors.map(e => `virtmiti: ${safeText(e)}\n`).join(''))
     return EXIT.USAGE
   }
@@ -65,7 +65,7 @@ export async function main(argv: string[], deps: { io?: Io } = {}): Promise<numb
       return EXIT.CANNOT_TELL
     }
   }
-  if (o.json) io.out(JSON.stringify(r.result, null, 2) + '\n')
+  if (o.json) io.out(jsonText(r.result, 2) + '\n')
   else if (o.tap) io.out(checkTap(r.result, o['tap-version'] === '13' ? 13 : 14))
   else io.out(checkText(r.result, makeColor({ noColor: o['no-color'] === true })))
   return r.result.verdict === 'pass' ? EXIT.OK : r.result.verdict === 'fail' ? EXIT.VIOLATION : EXIT.CANNOT_TELL
