@@ -30,7 +30,10 @@ export function journalPath(dir: string, devRoot: string): string {
 
 /** The journal directory, created 0700 if missing; refused if it is a symlink or not ours. */
 function ensureDir(dir: string): void {
-  try { fs.mkdirSync(dir, { mode: 0o700 }) } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e }
+  // /run exists on systemd guests and in the QEMU tier's initramfs (a tmpfs); DIR itself is ours.
+  try { fs.mkdirSync(dir, { mode: 0o700 }) } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cannot create the selftest journal directory ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); give --journal-dir DIR`)
+  }
   const st = fs.lstatSync(dir)
   const uid = typeof process.getuid === 'function' ? process.getuid() : -1
   if (!st.isDirectory()) throw new Error(`journal directory ${dir} is not a directory`)

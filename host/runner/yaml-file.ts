@@ -5,8 +5,11 @@ import { readBoundedSync } from '../../bin/lib/read-bounded.js'
 import { LineCounter, isMap, isPair, isScalar, parseDocument, visit, type Document } from 'yaml'
 import { fieldPath } from '../../contract/format.js'
 
-/** A CPU model or scenario file is a few KB; 4 MiB leaves room for generated ones. */
-export const YAML_MAX_BYTES = 4 * 1024 * 1024
+/**
+ * A CPU model or scenario file is a few KB. The yaml package parses about 10k lines a second on
+ * this project's machines, so 512 KiB bounds a load at a few seconds (issue 14 item 5).
+ */
+export const YAML_MAX_BYTES = 512 * 1024
 
 export interface LocatedError { file: string; line: number; column: number; field: string; message: string }
 export type DocPath = (string | number)[]
