@@ -34,7 +34,12 @@ async function invoke(c: Command, argv: string[], label: string): Promise<number
   } catch (e) {
     if (e instanceof UsageError) { process.stderr.write(`virtmiti: ${e.message}\n(see ${label} --help)\n`); return EXIT.USAGE }
     if (e instanceof InputError) { process.stderr.write(`virtmiti: ${e.message}\n`); return EXIT.USAGE }
-    throw e
+    // Anything else is a bug of ours, never a verdict: exit 3 with the message, not Node's 1 (which
+    // reads as "contract violation") and no stack trace unless asked (issue 14 items 10, 11).
+    const msg = e instanceof Error ? e.message : String(e)
+    process.stderr.write(`virtmiti: internal error, could not tell: ${msg.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, ' ')}\n`)
+    if (process.env.VIRTMITI_DEBUG) process.stderr.write(`${e instanceof Error ? e.stack : ''}\n`)
+    return EXIT.CANNOT_TELL
   }
 }
 

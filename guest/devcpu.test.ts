@@ -5,7 +5,8 @@ import t from 'tap'
 import * as fs from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DevcpuPlatform, parseCpuList } from './devcpu.js'
+import { DevcpuPlatform, MODPROBE_ENV, MODPROBE_PATHS, parseCpuList } from './devcpu.js'
+import { spawnSync } from 'node:child_process'
 import { probe } from './probe.js'
 import { decide } from '../contract/decide.js'
 import { buildTree, SPR_VIRT, type FakeModel } from '../bench/fake-tree.mjs'
@@ -109,7 +110,7 @@ t.test('online CPU without a dev/cpu/N directory: ENXIO (no such CPU)', async t 
   p.close()
 })
 
-t.test('a directory in place of the msr device: EISDIR reported per read, no throw', async t => {
+t.test('a directory in place of the msr device: EISDIR reported, no throw', async t => {
   // chmod 000 does not stop root, so a directory stands in for an unreadable device.
   const root = buildTree(tmp(t), 1, SPR_VIRT, { msrFile: false })
   fs.mkdirSync(join(root, 'dev/cpu/0/msr'))
@@ -117,7 +118,8 @@ t.test('a directory in place of the msr device: EISDIR reported per read, no thr
   const r = p.rdmsr(0, 0x10a)
   p.close()
   t.equal(r.ok, false)
-  t.match(r, { fault: { errno: 'EISDIR', message: /RDMSR 0x10a on CPU 0/ } })
+  // Opened once read-write (issue 14 item 7), so a directory is refused at open, naming the path.
+  t.match(r, { fault: { errno: 'EISDIR', message: /dev\/cpu\/0\/msr/ } })
 })
 
 t.test('a truncated device file: short read reported as EIO, not a zero value', async t => {
@@ -137,4 +139,90 @@ t.test('no sys/devices/system/cpu/online: CPUs come from the numbered dev/cpu di
   const p = new DevcpuPlatform({ root, modprobe: false })
   t.same(p.cpus(), [0, 1, 2, 10], 'numeric order, non-numeric names ignored')
   t.same(new DevcpuPlatform({ root: join(root, 'nope'), modprobe: false }).cpus(), [])
+})
+
+// Issue 14 item 7: --dev-root must not follow symlinks, and one descriptor per CPU carries the
+// probe, the write and the read-back, so nothing swapped in between can redirect a write.
+t.test('a symlinked msr device, or a symlinked CPU directory, is refused; the target is never written', async t => {
+  const root = buildTree(tmp(t), 2)
+  const victim = join(root, 'victim'); fs.writeFileSync(victim, Buffer.alloc(16))
+  fs.rmSync(join(root, 'dev/cpu/0/msr')); fs.symlinkSync(victim, join(root, 'dev/cpu/0/msr'))
+  const elsewhere = join(root, 'elsewhere'); fs.renameSync(join(root, 'dev/cpu/1'), elsewhere); fs.symlinkSync(elsewhere, join(root, 'dev/cpu/1'))
+  const p = new DevcpuPlatform({ root, modprobe: false })
+  t.teardown(() => p.close())
+  t.match(p.wrmsr(0, 0, 0xffn), { ok: false, fault: { errno: 'ELOOP', message: /symbolic link: refused/ } })
+  t.match(p.rdmsr(1, 0x10a), { ok: false, fault: { errno: 'EBADF', message: /resolves to .*elsewhere.*refused/ } })
+  t.match(p.wrmsr(1, 0x50000002, 1n), { ok: false })
+  t.same(fs.readFileSync(victim), Buffer.alloc(16), 'the symlink target is untouched')
+})
+
+t.test('a FIFO or a socket-like non-file in place of a device is refused at once (no hang)', async t => {
+  const root = buildTree(tmp(t), 1)
+  fs.rmSync(join(root, 'dev/cpu/0/cpuid'))
+  spawnSync('mkfifo', [join(root, 'dev/cpu/0/cpuid')])
+  const p = new DevcpuPlatform({ root, modprobe: false })
+  t.teardown(() => p.close())
+  const start = Date.now()
+  t.match(p.cpuid(0, 0, 0), { ok: false, fault: { errno: 'EBADF', message: /not a character device or regular file/ } })
+  t.ok(Date.now() - start < 1000)
+})
+
+t.test('one descriptor per CPU: a device swapped after the probe does not receive the write', async t => {
+  const root = buildTree(tmp(t), 1)
+  const p = new DevcpuPlatform({ root, modprobe: false })
+  t.teardown(() => p.close())
+  t.equal(p.rdmsr(0, 0x10a).ok, true, 'probe opens the device')
+  const dev = join(root, 'dev/cpu/0/msr'), moved = join(root, 'original-msr')
+  fs.renameSync(dev, moved)
+  const victim = join(root, 'victim'); fs.writeFileSync(victim, Buffer.alloc(16))
+  fs.symlinkSync(victim, dev)
+  t.same(p.wrmsr(0, 0x50000002, 3n), { ok: true })
+  t.same(p.rdmsr(0, 0x50000002), { ok: true, value: 3n })
+  t.same(fs.readFileSync(victim), Buffer.alloc(16), 'the swapped-in file is untouched')
+  const raw = Buffer.alloc(8); const fd = fs.openSync(moved, 'r'); fs.readSync(fd, raw, 0, 8, 0x50000002); fs.closeSync(fd)
+  t.equal(raw.readBigUInt64LE(0), 3n, 'the write went to the device opened at probe time')
+  p.release(0)
+  t.match(p.rdmsr(0, 0x10a), { ok: false, fault: { errno: 'ELOOP' } }, 'after release the next open sees the symlink and refuses it')
+})
+
+t.test('CPU lists are bounded (issue 14 item 10): 0-4294967295 and garbage are input errors, not aborts', async t => {
+  t.throws(() => parseCpuList('0-4294967295'), { name: 'Error', message: /above 65535/ })
+  t.throws(() => parseCpuList('0-8192'), /more than 8192 CPUs/)
+  t.equal(parseCpuList('0-8191').length, 8192)
+  t.throws(() => parseCpuList('5-3'), /descending/)
+  t.throws(() => parseCpuList('0,,x'), /bad CPU list/)
+  const root = buildTree(tmp(t), 1)
+  fs.mkdirSync(join(root, 'sys/devices/system/cpu'), { recursive: true })
+  fs.writeFileSync(join(root, 'sys/devices/system/cpu/online'), '0-4294967295\n')
+  t.throws(() => new DevcpuPlatform({ root, modprobe: false }).cpus(), /online: bad CPU list/)
+})
+
+// Issue 14 item 8: modprobe by absolute path, with a clean environment.
+t.test('modprobe runs by absolute path with only MODPROBE_ENV, never through PATH or MODPROBE_OPTIONS', async t => {
+  t.ok(MODPROBE_PATHS.every(p => p.startsWith('/')))
+  t.same(Object.keys(MODPROBE_ENV).sort(), ['LC_ALL', 'PATH'])
+  // A fake "modprobe" that records its environment, found only where the platform is told to look.
+  const d = tmp(t)
+  const fake = join(d, 'modprobe'), log = join(d, 'env.txt')
+  fs.writeFileSync(fake, `#!/bin/sh\nenv > ${log}\nexit 1\n`, { mode: 0o755 })
+  const onPath = join(d, 'path'); fs.mkdirSync(onPath)
+  const trap = join(d, 'trap.txt')
+  fs.writeFileSync(join(onPath, 'modprobe'), `#!/bin/sh\ntouch ${trap}\n`, { mode: 0o755 })
+  const oldPath = process.env.PATH, oldOpt = process.env.MODPROBE_OPTIONS
+  process.env.PATH = `${onPath}:${oldPath}`; process.env.MODPROBE_OPTIONS = '--config=/tmp/evil'
+  try {
+    // root "/" enables modprobe; CPU 99999 does not exist, so force the path through a CPU dir that exists.
+    const p = new DevcpuPlatform({ modprobePaths: [join(d, 'missing'), fake] })
+    const cpu0 = fs.existsSync('/dev/cpu/0') && !fs.existsSync('/dev/cpu/0/msr')
+    if (!cpu0) { t.pass('this machine has the msr driver (or no /dev/cpu/0): the open never needs modprobe'); return }
+    p.rdmsr(0, 0x10a)
+    t.match(p.modprobeOutcome('msr') ?? '', /modprobe msr failed \(exit 1\)/)
+    const env = fs.readFileSync(log, 'utf8')
+    t.notMatch(env, /MODPROBE_OPTIONS/, 'MODPROBE_OPTIONS not inherited')
+    t.match(env, /^PATH=\/usr\/sbin:\/usr\/bin:\/sbin:\/bin$/m)
+    t.notOk(fs.existsSync(trap), 'nothing on the caller\'s PATH ran')
+  } finally {
+    process.env.PATH = oldPath
+    if (oldOpt === undefined) delete process.env.MODPROBE_OPTIONS; else process.env.MODPROBE_OPTIONS = oldOpt
+  }
 })

@@ -6,22 +6,50 @@ import * as fs from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import type { AccessFault, CpuidResult, MsrRead, MsrWrite, Platform } from './platform.js'
+import { InputError } from '../bin/lib/cli.js'
+import { readBoundedSync } from '../bin/lib/read-bounded.js'
+
+/** At most this many CPUs in a list, as the report and state schemas allow (issue 14 item 10). */
+export const MAX_CPUS = 8192
+/** Highest CPU number accepted (the report schema's cpu bound). */
+const MAX_CPU_NUMBER = 65535
+
+/**
+ * modprobe, by absolute path only (issue 14 item 8: a PATH lookup and MODPROBE_OPTIONS ran code as
+ * root in a test chroot). Debian's kmod installs /usr/sbin/modprobe (/sbin is a link to it on a
+ * merged /usr); both are root-owned system paths.
+ */
+export const MODPROBE_PATHS: readonly string[] = ['/usr/sbin/modprobe', '/sbin/modprobe']
+/** The whole environment modprobe gets: nothing inherited (no MODPROBE_OPTIONS, no LD_*, no PATH of the caller). */
+export const MODPROBE_ENV: Readonly<Record<string, string>> = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }
 
 export interface DevcpuOptions {
   /** Root of the tree holding dev/cpu, sys and proc ("/" on a real machine). */
   root?: string
   /** Try `modprobe msr` / `modprobe cpuid` once when the device is missing (only with root "/"). */
   modprobe?: boolean
+  /** Where modprobe may be found (tests); default MODPROBE_PATHS. */
+  modprobePaths?: readonly string[]
 }
 
-/** Parse a kernel CPU list such as "0-3,8,10-11". */
-export function parseCpuList(s: string): number[] {
+/**
+ * Parse a kernel CPU list such as "0-3,8,10-11" (Documentation/admin-guide/cputopology.rst).
+ * Untrusted (a --dev-root tree, a broken sysfs): at most MAX_CPUS CPUs, numbers up to 65535, a
+ * bounded text, ranges ascending; anything else is an InputError naming the text (issue 14 item 10:
+ * "0-4294967295" aborted V8).
+ */
+export function parseCpuList(s: string, what = 'CPU list'): number[] {
+  const shown = JSON.stringify(s.length > 80 ? s.slice(0, 80) + '...' : s)
+  if (s.length > 64 * 1024) throw new InputError(`${what}: ${s.length} characters is too long for a CPU list`)
   const out: number[] = []
   for (const part of s.trim().split(',')) {
     if (part === '') continue
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part)
-    if (!m) throw new Error(`bad CPU list "${s}"`)
+    const m = /^(\d{1,10})(?:-(\d{1,10}))?$/.exec(part)
+    if (!m) throw new InputError(`${what}: bad CPU list ${shown} (expected e.g. 0-3,8)`)
     const a = Number(m[1]), b = m[2] !== undefined ? Number(m[2]) : a
+    if (b < a) throw new InputError(`${what}: bad CPU list ${shown}: range ${part} is descending`)
+    if (b > MAX_CPU_NUMBER) throw new InputError(`${what}: bad CPU list ${shown}: CPU ${b} is above ${MAX_CPU_NUMBER}`)
+    if (out.length + (b - a + 1) > MAX_CPUS) throw new InputError(`${what}: bad CPU list ${shown}: more than ${MAX_CPUS} CPUs`)
     for (let i = a; i <= b; i++) out.push(i)
   }
   return out
@@ -46,20 +74,22 @@ export class DevcpuPlatform implements Platform {
   private readonly fds = new Map<string, number | AccessFault>()
   private readonly modprobeTried = new Map<string, string>()
   private readonly allowModprobe: boolean
+  private readonly modprobePaths: readonly string[]
   /** One read buffer for all preads (calls are synchronous): no allocation per register read (bench/probe.mjs). */
   private readonly rbuf = Buffer.alloc(16)
 
   constructor(opts: DevcpuOptions = {}) {
     this.root = opts.root ?? '/'
     this.allowModprobe = (opts.modprobe ?? true) && this.root === '/'
+    this.modprobePaths = opts.modprobePaths ?? MODPROBE_PATHS
   }
 
   cpus(): number[] {
     const online = this.readText('/sys/devices/system/cpu/online')
-    if (online !== undefined) return parseCpuList(online)
+    if (online !== undefined) return parseCpuList(online, join(this.root, 'sys/devices/system/cpu/online'))
     // No sysfs (a bare --dev-root tree): every numbered directory under dev/cpu.
     try {
-      return fs.readdirSync(join(this.root, 'dev/cpu')).filter(n => /^\d+$/.test(n)).map(Number).sort((a, b) => a - b)
+      return fs.readdirSync(join(this.root, 'dev/cpu')).filter(n => /^\d{1,5}$/.test(n)).map(Number).filter(n => n <= MAX_CPU_NUMBER).sort((a, b) => a - b).slice(0, MAX_CPUS)
     } catch { return [] }
   }
 
@@ -70,7 +100,13 @@ export class DevcpuPlatform implements Platform {
     if (!this.allowModprobe) return ''
     const prev = this.modprobeTried.get(driver)
     if (prev !== undefined) return prev
-    const r = spawnSync('modprobe', [driver], { encoding: 'utf8', timeout: 10_000 })
+    const bin = (this.modprobePaths).find(p => { try { return fs.statSync(p).isFile() } catch { return false } })
+    if (bin === undefined) {
+      const said = `modprobe ${driver} could not run (no ${this.modprobePaths.join(' or ')})`
+      this.modprobeTried.set(driver, said)
+      return said
+    }
+    const r = spawnSync(bin, [driver], { encoding: 'utf8', timeout: 10_000, env: { ...MODPROBE_ENV }, stdio: ['ignore', 'pipe', 'pipe'] })
     const said = r.error ? `modprobe ${driver} could not run (${(r.error as NodeJS.ErrnoException).code})`
       : r.status === 0 ? `modprobe ${driver} succeeded`
         : `modprobe ${driver} failed (exit ${r.status}): ${(r.stderr || r.stdout).trim().split('\n')[0]}`
@@ -86,19 +122,43 @@ export class DevcpuPlatform implements Platform {
     return ld ? `kernel lockdown: ${ld.trim()} (the active mode is in brackets)` : ''
   }
 
-  private fd(cpu: number, dev: 'cpuid' | 'msr', write: boolean): number | AccessFault {
-    const key = `${cpu}/${dev}/${write ? 'w' : 'r'}`
+  /**
+   * One descriptor per CPU and device, opened once (issue 14 item 7): the probe, the write and
+   * the read-back of a CPU all go through it, so nothing swapped in the tree between them can
+   * redirect a write. Opened O_NOFOLLOW, then checked with fstat: a character device (on "/", the
+   * msr/cpuid drivers; under --dev-root also a regular file, the fake trees), and, where
+   * /proc/self/fd shows it, the file actually opened is DIR/dev/cpu/N/DEV (no symlinked directory
+   * on the way). The msr device is opened read-write once (the driver checks CAP_SYS_RAWIO at
+   * open, and refuses writes only at write time), read-only where read-write is refused.
+   */
+  private fd(cpu: number, dev: 'cpuid' | 'msr'): number | AccessFault {
+    const key = `${cpu}/${dev}`
     const cached = this.fds.get(key)
     if (cached !== undefined) return cached
     const path = join(this.root, 'dev/cpu', String(cpu), dev)
     let got: number | AccessFault
-    const open = () => fs.openSync(path, write ? 'r+' : 'r')
+    const open = (): number => {
+      const nofollow = fs.constants.O_NOFOLLOW | fs.constants.O_NOCTTY | fs.constants.O_NONBLOCK
+      let fd: number
+      if (dev === 'msr') {
+        try { fd = fs.openSync(path, fs.constants.O_RDWR | nofollow) } catch (e) {
+          const c = (e as NodeJS.ErrnoException).code
+          if (c !== 'EACCES' && c !== 'EROFS' && c !== 'EPERM') throw e
+          fd = fs.openSync(path, fs.constants.O_RDONLY | nofollow)
+        }
+      } else fd = fs.openSync(path, fs.constants.O_RDONLY | nofollow)
+      const why = this.notTheDevice(fd, path)
+      if (why !== undefined) { fs.closeSync(fd); throw Object.assign(new Error(why), { code: 'EBADF' }) }
+      return fd
+    }
     try {
       got = open()
     } catch (e) {
       let err = e as NodeJS.ErrnoException
       let note = ''
-      if (err.code === 'ENOENT' && fs.existsSync(join(this.root, 'dev/cpu', String(cpu)))) {
+      if (err.code === 'ELOOP') err = Object.assign(new Error(`${path} is a symbolic link: refused (O_NOFOLLOW)`), { code: 'ELOOP' })
+      else if (err.code === 'EBADF') note = ''
+      else if (err.code === 'ENOENT' && fs.existsSync(join(this.root, 'dev/cpu', String(cpu)))) {
         note = this.tryModprobe(dev)
         if (note.endsWith('succeeded')) {
           try { got = open(); this.fds.set(key, got); return got } catch (e2) { err = e2 as NodeJS.ErrnoException }
@@ -106,14 +166,41 @@ export class DevcpuPlatform implements Platform {
       } else if (err.code === 'ENOENT') {
         err = Object.assign(new Error('no such CPU'), { code: 'ENXIO' })
       }
-      got = faultOf(err, `${path}`, () => note || this.lockdownHint(err.code))
+      got = err.code === 'EBADF' || err.code === 'ELOOP'
+        ? { errno: err.code === 'ELOOP' ? 'ELOOP' : 'EBADF', message: err.message }
+        : faultOf(err, `${path}`, () => note || this.lockdownHint(err.code))
     }
     this.fds.set(key, got)
     return got
   }
 
+  /** Why the open descriptor is not the device this platform may use, or undefined when it is. */
+  private notTheDevice(fd: number, path: string): string | undefined {
+    const st = fs.fstatSync(fd)
+    const okType = st.isCharacterDevice() || (this.root !== '/' && st.isFile())
+    if (!okType) return `${path} is not a ${this.root === '/' ? 'character device' : 'character device or regular file'}: refused`
+    let real: string | undefined
+    try { real = fs.readlinkSync(`/proc/self/fd/${fd}`) } catch { real = undefined }
+    if (real !== undefined) {
+      let want: string
+      try { want = join(fs.realpathSync(this.root), path.slice(join(this.root, '.').length)) } catch { want = path }
+      if (real !== want) return `${path} resolves to ${real}: a symbolic link in the tree, refused`
+    }
+    return undefined
+  }
+
+  /** Close CPU `cpu`'s descriptors once its work is done (issue 14 item 7; issue 15 descriptor rule). */
+  release(cpu: number): void {
+    for (const dev of ['cpuid', 'msr']) {
+      const key = `${cpu}/${dev}`
+      const fd = this.fds.get(key)
+      if (typeof fd === 'number') try { fs.closeSync(fd) } catch { /* already closed */ }
+      this.fds.delete(key)
+    }
+  }
+
   cpuid(cpu: number, leaf: number, subleaf: number): CpuidResult {
-    const fd = this.fd(cpu, 'cpuid', false)
+    const fd = this.fd(cpu, 'cpuid')
     if (typeof fd !== 'number') return { ok: false, fault: fd }
     const buf = this.rbuf
     try {
@@ -126,7 +213,7 @@ export class DevcpuPlatform implements Platform {
   }
 
   rdmsr(cpu: number, index: number): MsrRead {
-    const fd = this.fd(cpu, 'msr', false)
+    const fd = this.fd(cpu, 'msr')
     if (typeof fd !== 'number') return { ok: false, fault: fd }
     const buf = this.rbuf
     try {
@@ -139,7 +226,7 @@ export class DevcpuPlatform implements Platform {
   }
 
   wrmsr(cpu: number, index: number, value: bigint): MsrWrite {
-    const fd = this.fd(cpu, 'msr', true)
+    const fd = this.fd(cpu, 'msr')
     if (typeof fd !== 'number') return { ok: false, fault: fd }
     const buf = Buffer.alloc(8)
     buf.writeBigUInt64LE(value)
@@ -152,8 +239,10 @@ export class DevcpuPlatform implements Platform {
     return { ok: true }
   }
 
+  /** A sysfs/proc text: bounded (64 KiB), regular files and sysfs/procfs only, never a FIFO (issue 14 item 4). */
   readText(path: string): string | undefined {
-    try { return fs.readFileSync(join(this.root, path), 'utf8') } catch { return undefined }
+    const r = readBoundedSync(join(this.root, path), { maxBytes: 64 * 1024, what: path })
+    return r.ok ? r.text : undefined
   }
 
   close(): void {

@@ -1,10 +1,10 @@
 // Reading Facts files (--replay); loaded lazily because it needs zod. Errors name the file, the field and
 // what was expected, and never carry a stack trace (issue 2).
-import * as fs from 'node:fs'
 import { factsFromJson } from '../contract/facts-json.js'
 import { FactsJson } from '../contract/facts-schema.js'
 import type { Facts } from '../contract/facts.js'
 import { InputError } from '../bin/lib/cli.js'
+import { readBounded } from '../bin/lib/read-bounded.js'
 import { fieldPath } from '../contract/format.js'
 
 const MAX_BYTES = 64 * 1024 * 1024
@@ -34,15 +34,8 @@ function jsonPosition(text: string, err: Error): string {
 }
 
 export function readFactsFile(file: string): Facts {
-  let text: string
-  try {
-    const st = fs.statSync(file)
-    if (st.size > MAX_BYTES) throw new InputError(`${file}: ${st.size} bytes is larger than the ${MAX_BYTES}-byte limit for a facts file`)
-    text = fs.readFileSync(file, 'utf8')
-  } catch (e) {
-    if (e instanceof InputError) throw e
-    throw new InputError(`${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
-  }
+  // Bounded, regular files only, with a deadline (issue 14 item 4: --replay /dev/zero grew to 8.5 GB).
+  const text = readBounded(file, { maxBytes: MAX_BYTES, what: 'facts file' })
   let doc: unknown
   try { doc = JSON.parse(text) } catch (e) {
     throw new InputError(`${file}: not valid JSON${jsonPosition(text, e as Error)}: ${(e as Error).message} (expected a virtmiti facts file written by --record)`)

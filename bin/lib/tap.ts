@@ -2,6 +2,7 @@
 // TAP 14 spec: testanything.org/tap-version-14-specification.html. Output is checked with
 // tap-parser in strict mode by the tests.
 import { emitYaml } from './yaml-emit.js'
+import { safeText } from './escape.js'
 
 export type TapVersion = 13 | 14
 
@@ -19,7 +20,9 @@ export interface TapPoint {
 }
 
 // TAP descriptions must not contain '#' unescaped, nor start with a digit that could read as a number.
-const clean = (s: string) => s.replace(/\\/g, '\\\\').replace(/#/g, '\\#').replace(/\n/g, ' ')
+// Every line break and control character (CR, ESC, U+2028/2029: issue 14 item 9) becomes a visible
+// escape, so untrusted text cannot end a line, forge a point, or drive the operator's terminal.
+const clean = (s: string) => safeText(s.replace(/\\/g, '\\\\').replace(/#/g, '\\#'))
 
 function yamlBlock(diag: Record<string, unknown>, indent: string): string[] {
   return [`${indent}  ---`, ...emitYaml(diag, `${indent}  `), `${indent}  ...`]
@@ -28,7 +31,7 @@ function yamlBlock(diag: Record<string, unknown>, indent: string): string[] {
 function lines(points: TapPoint[], indent: string, version: TapVersion): string[] {
   const out = [`${indent}1..${points.length}`]
   points.forEach((p, i) => {
-    for (const c of p.comments ?? []) out.push(`${indent}# ${c.replace(/\n/g, ' ')}`)
+    for (const c of p.comments ?? []) out.push(`${indent}# ${safeText(c)}`)
     if (p.sub) {
       out.push(`${indent}# Subtest: ${clean(p.name)}`)
       out.push(...lines(p.sub, indent + '    ', version))

@@ -2,14 +2,19 @@
 // double-quoted (a JSON string is a valid YAML double-quoted scalar), bigints as "0x" hex.
 // Kept dependency-free so TAP output does not pay the yaml package's start-up cost.
 
-const key = (k: string) => /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(k) ? k : JSON.stringify(k)
+// JSON.stringify escapes C0 controls but leaves U+2028/2029, DEL and C1 raw; YAML and TAP readers
+// may break a line at them (issue 14 item 9), so they are escaped too (valid in a double-quoted scalar).
+// eslint-disable-next-line no-control-regex
+const quote = (s: string) => JSON.stringify(s).replace(/[\u007f-\u009f\u2028\u2029]/g, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+
+const key = (k: string) => /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(k) ? k : quote(k)
 
 function scalar(v: unknown): string {
   if (v === null || v === undefined) return 'null'
-  if (typeof v === 'bigint') return JSON.stringify('0x' + v.toString(16))
-  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : JSON.stringify(String(v))
+  if (typeof v === 'bigint') return quote('0x' + v.toString(16))
+  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : quote(String(v))
   if (typeof v === 'boolean') return String(v)
-  return JSON.stringify(String(v))
+  return quote(String(v))
 }
 
 const isBlock = (v: unknown): v is object =>

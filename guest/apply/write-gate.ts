@@ -22,7 +22,9 @@ export type GateOutcome =
  * Write `value` to MSR `index` on `cpu`, then read it back.
  * `mitiEnum` is MSR_VIRTUAL_MITIGATION_ENUM as read on that same CPU through the discovery chain
  * (the MSRs are per vCPU, contract/CONTRACT.md section 3): any bit outside it is refused, because the VMM
- * must fault such a write and the agent must never attempt it.
+ * must fault such a write and the agent must never attempt it. The gate reads MITI_ENUM again on
+ * that CPU, right before the write, through the same descriptor as the write (issue 14 item 7): a
+ * value outside what the CPU enumerates *now*, or a changed MITI_ENUM, is refused.
  */
 export function gatedWrite(platform: Platform, cpu: number, index: number, value: bigint, mitiEnum: bigint): GateOutcome {
   if (index !== MSR.VIRTUAL_MITIGATION_CTRL) {
@@ -35,6 +37,11 @@ export function gatedWrite(platform: Platform, cpu: number, index: number, value
   if (outside !== 0n) {
     // contract/CONTRACT.md section 3: "A write to 0x50000002 with any bit not set in 0x50000001 faults".
     return { kind: 'refused', reason: `write gate: refusing ${hex(value)} on cpu ${cpu}: bits ${hex(outside)} are not enumerated by MSR_VIRTUAL_MITIGATION_ENUM (${hex(mitiEnum)})` }
+  }
+  const now = platform.rdmsr(cpu, MSR.VIRTUAL_MITIGATION_ENUM)
+  if (!now.ok) return { kind: 'refused', reason: `write gate: refusing to write cpu ${cpu}: MSR_VIRTUAL_MITIGATION_ENUM unreadable at write time (${now.fault.errno}: ${now.fault.message})` }
+  if (now.value !== mitiEnum) {
+    return { kind: 'refused', reason: `write gate: refusing ${hex(value)} on cpu ${cpu}: MSR_VIRTUAL_MITIGATION_ENUM reads ${hex(now.value)} at write time, ${hex(mitiEnum)} when probed` }
   }
   const w = platform.wrmsr(cpu, index, value)
   if (!w.ok) return { kind: 'write-fault', fault: w.fault }

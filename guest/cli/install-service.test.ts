@@ -100,3 +100,30 @@ t.test('udevadm verify accepts the rule', { skip: spawnSync('udevadm', ['verify'
   const r = spawnSync('udevadm', ['verify', f], { encoding: 'utf8' })
   t.equal(r.status, 0, r.stdout + r.stderr)
 })
+
+// Issue 14 items 6 and 10: no symlink hole in the temporary names, no endless loop under /proc.
+t.test('install-service --prefix /proc/x ends with an error (exit 3), no endless mkdir loop', async t => {
+  const out: string[] = [], err: string[] = []
+  const start = Date.now()
+  t.equal(await main(['--prefix', '/proc/virtmiti-nonexistent'], { out: s => { out.push(s) }, err: s => { err.push(s) } }), 3)
+  t.match(err.join(''), /cannot create directory \/proc\/virtmiti-nonexistent/)
+  t.ok(Date.now() - start < 5000)
+})
+
+t.test('install-service: symlinks planted at the old pid-based temporary names and at a unit are never written through', async t => {
+  const { mkdtempSync, mkdirSync, symlinkSync, writeFileSync, readFileSync, lstatSync, rmSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  const { tmpdir } = await import('node:os')
+  const prefix = mkdtempSync(join(tmpdir(), 'virtmiti-plant-'))
+  t.teardown(() => rmSync(prefix, { recursive: true, force: true }))
+  const victim = join(prefix, 'victim'); writeFileSync(victim, 'precious')
+  const sysd = join(prefix, 'etc/systemd/system'); mkdirSync(sysd, { recursive: true })
+  for (let pid = process.pid - 2; pid <= process.pid + 2; pid++) symlinkSync(victim, join(sysd, `virtmiti-report.service.tmp-${pid}`))
+  symlinkSync(victim, join(sysd, 'virtmiti-report@.service'))
+  const out: string[] = [], err: string[] = []
+  t.equal(await main(['--prefix', prefix], { out: s => { out.push(s) }, err: s => { err.push(s) } }), 2, 'the planted unit is kept without --force')
+  t.match(out.join(''), /refused .*virtmiti-report@\.service.*not a regular file/)
+  t.equal(await main(['--prefix', prefix, '--force'], { out: () => {}, err: () => {} }), 0)
+  t.equal(readFileSync(victim, 'utf8'), 'precious', 'nothing written through a symlink')
+  t.ok(lstatSync(join(sysd, 'virtmiti-report@.service')).isFile(), 'the symlink was replaced by the unit')
+})

@@ -187,8 +187,13 @@ t.test('--replay of malformed, truncated or wrong-typed files: exit 2, a message
     { name: 'wrong schema id', file: put('schema.json', JSON.stringify((() => { const d = doc(); d.schema = 'virtmiti/facts/v0'; return d })())), expect: [/field schema: .*virtmiti\/facts\/v1/] },
     { name: 'unknown field', file: put('extra.json', JSON.stringify((() => { const d = doc(); d.kernel.extra = 1; return d })())), expect: [/field kernel: .*extra/] },
     { name: 'a JSON array', file: put('array.json', '[]'), expect: [/field \(document\): .*object/] },
-    { name: 'no such file', file: join(dir, 'absent.json'), expect: [/cannot read: ENOENT/] },
-    { name: 'a directory', file: dir, expect: [/cannot read: EISDIR/] },
+    { name: 'no such file', file: join(dir, 'absent.json'), expect: [/cannot open \(ENOENT\)/] },
+    { name: 'a directory', file: dir, expect: [/is a directory: refused/] },
+    // Issue 14 item 4: devices and FIFOs are refused at once, never read without bound or waited on.
+    { name: '/dev/zero', file: '/dev/zero', expect: [/is a character device: refused/] },
+    { name: '/dev/urandom', file: '/dev/urandom', expect: [/is a character device: refused/] },
+    { name: 'a FIFO', file: (() => { const p = join(dir, 'fifo.json'); spawnSync('mkfifo', [p]); return p })(), expect: [/is a FIFO: refused/] },
+    { name: 'a symlink to /dev/zero', file: (() => { const p = join(dir, 'zero.json'); fs.symlinkSync('/dev/zero', p); return p })(), expect: [/is a character device: refused/] },
   ]
   for (const c of cases) {
     const r = cli(['guest', 'probe', '--replay', c.file])
@@ -197,6 +202,28 @@ t.test('--replay of malformed, truncated or wrong-typed files: exit 2, a message
     t.ok(r.err.includes(c.file + ':'), `${c.name}: message names the file`)
     for (const re of c.expect) t.match(r.err, re, `${c.name}: ${re}`)
     t.notMatch(r.err, STACK, `${c.name}: no stack trace`)
+  }
+})
+
+t.test('bundle: --record into a missing directory or onto a directory, a malformed or huge CPU list: exit 2, no stack trace (issue 14 item 10)', { skip: noBundle }, async t => {
+  const dir = tmp(t)
+  for (const target of [join(dir, 'no', 'such', 'f.json'), dir]) {
+    const r = cli(['guest', 'probe', '--replay', fixture, '--record', target])
+    t.equal(r.code, 2, target)
+    t.match(r.err, /--record .*: (ENOENT|EISDIR)/)
+    t.notMatch(r.err, STACK)
+  }
+  t.same(fs.readdirSync(dir), [], 'no temporary left behind')
+  for (const online of ['0-4294967295', '0-x', '3-1', '']) {
+    const root = buildTree(join(dir, `t${online.length}${online.replace(/\W/g, '')}`), 1)
+    fs.mkdirSync(join(root, 'sys/devices/system/cpu'), { recursive: true })
+    fs.writeFileSync(join(root, 'sys/devices/system/cpu/online'), online + '\n')
+    const r = cli(['guest', 'probe', '--dev-root', root])
+    t.equal(r.code, 2, `online=${online}: ${r.err}`)
+    t.notMatch(r.err, STACK)
+    const rep = cli(['guest', 'report', '--dev-root', root])
+    t.equal(rep.code, 2, `report online=${online}: ${rep.err}`)
+    t.notMatch(rep.err, /Cannot read properties/)
   }
 })
 

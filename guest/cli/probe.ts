@@ -94,7 +94,12 @@ async function run(argv: string[], deps: ProbeDeps, io: Io): Promise<number> {
   // A replay describes another machine: this machine's last report says nothing about it.
   const record = o.replay ? undefined : lastReport(platform)
   ;(platform as { close?: () => void }).close?.()
-  if (o.record) writeFileAtomic(o.record, JSON.stringify(factsToJson(facts, `recorded by virtmiti ${VERSION} on ${facts.kernel.release ?? 'unknown kernel'}`), null, 2) + '\n')
+  if (o.record) {
+    // A bad --record path is the caller's input error (exit 2), never a stack trace (issue 14 item 10).
+    try { writeFileAtomic(o.record, JSON.stringify(factsToJson(facts, `recorded by virtmiti ${VERSION} on ${facts.kernel.release ?? 'unknown kernel'}`), null, 2) + '\n') } catch (e) {
+      throw new UsageError(`guest probe: --record ${o.record}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+    }
+  }
   const d = decide(facts)
   const v = verdict(facts, d, record ? { record } : {})
   const now = (deps.now ?? Date.now)()

@@ -2,6 +2,7 @@ import t from 'tap'
 import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
+import { spawnSync } from 'node:child_process'
 import { main, type ReportDeps } from './report.js'
 import { simGuest, GUEST_UUID, BOOT_ID } from '../apply/sim-support.js'
 import { PROFILES } from '../../host/vmm/profiles.js'
@@ -148,11 +149,13 @@ t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }))
 t.test('--out FILE writes the JSON report atomically and leaves no temp file', async t => {
   const file = join(tmp, 'report.json')
   fs.writeFileSync(file, 'old')
-  const x = deps(simGuest('reference').platform, { pid: 4242 })
+  // A leftover temporary of a crashed earlier run is cleaned up.
+  fs.writeFileSync(join(tmp, '.report.json.virtmiti-00112233aabbccdd.tmp'), 'half')
+  const x = deps(simGuest('reference').platform)
   t.equal(await main(['--out', file], x.d), 0)
   const r = GuestReport.parse(JSON.parse(fs.readFileSync(file, 'utf8')))
   t.equal(r.cpus.length, 4)
-  t.same(fs.readdirSync(tmp).filter(n => n.includes('.tmp-')), [])
+  t.same(fs.readdirSync(tmp).filter(n => n.includes('.tmp')), [])
 })
 
 t.test('--out failure mid-write: no partial FILE, the old one intact, temp removed, exit 3', async t => {
@@ -163,30 +166,36 @@ t.test('--out failure mid-write: no partial FILE, the old one intact, temp remov
     if (calls++ === 0) return fs.writeSync(fd, buf, off, 10) // a short first write
     throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' })
   }) as typeof fs.writeSync }
-  const x = deps(simGuest('reference').platform, { fs: failing, pid: 7 })
+  const x = deps(simGuest('reference').platform, { fs: failing, random: () => '0123456789abcdef' })
   t.equal(await main(['--out', file], x.d), 3)
   t.match(x.errText(), /--out .*kept\.json: ENOSPC/)
   t.equal(fs.readFileSync(file, 'utf8'), 'previous complete report')
-  t.notOk(fs.existsSync(`${file}.tmp-7`), 'temp file removed')
+  t.notOk(fs.existsSync(join(tmp, '.kept.json.virtmiti-0123456789abcdef.tmp')), 'temp file removed')
   t.match(x.text(), /written/, 'the human report is still printed')
+  t.match(x.text(), /\(exit 3\)/, 'the printed exit code is the real one (issue 14 item 11)')
 })
 
-t.test('--out into a missing directory: exit 3, nothing created', async t => {
+t.test('--out into a missing directory: refused before any MSR is written, exit 2', async t => {
   const file = join(tmp, 'no', 'such', 'dir', 'r.json')
-  const x = deps(simGuest('reference').platform)
-  t.equal(await main(['--out', file], x.d), 3)
+  const g = simGuest('reference')
+  const x = deps(g.platform)
+  t.equal(await main(['--out', file], x.d), 2)
+  t.match(x.errText(), /directory .* does not exist/)
   t.notOk(fs.existsSync(join(tmp, 'no')))
+  t.same(g.vmm.states().map(s => s.mitiCtrl), [0n, 0n, 0n, 0n], 'no MSR written')
 })
 
 t.test('--out to a character device writes directly, one line of JSON (serial / virtio port)', async t => {
   const written: string[] = []
   const fake = { ...fs, openSync: ((p: string) => (p === '/dev/ttyS1' ? 99 : fs.openSync(p, 'r'))) as unknown as typeof fs.openSync,
     statSync: ((p: string) => (p === '/dev/ttyS1' ? fs.statSync('/dev/null') : fs.statSync(p))) as typeof fs.statSync,
+    lstatSync: ((p: string) => (p === '/dev/ttyS1' ? fs.lstatSync('/dev/null') : fs.lstatSync(p))) as typeof fs.lstatSync,
+    fstatSync: ((fd: number) => (fd === 99 ? fs.statSync('/dev/null') : fs.fstatSync(fd))) as typeof fs.fstatSync,
     writeSync: ((fd: number, buf: Buffer, off: number, len: number) => { t.equal(fd, 99); written.push(buf.subarray(off, off + len).toString()); return len }) as typeof fs.writeSync,
     closeSync: ((fd: number) => { if (fd !== 99) fs.closeSync(fd) }) as typeof fs.closeSync,
     renameSync: (() => { throw new Error('rename must not be used for a device') }) as typeof fs.renameSync }
-  const x = deps(simGuest('reference').platform, { fs: fake })
-  t.equal(await main(['--out', '/dev/ttyS1'], x.d), 0)
+  const x = deps(simGuest('reference').platform, { fs: fake, deviceName: () => 'ttyS1' })
+  t.equal(await main(['--out', '/dev/ttyS1'], x.d), 0, x.errText())
   const text = written.join('')
   t.equal(text.split('\n').length, 2, 'one line plus the final newline')
   t.equal(GuestReport.parse(JSON.parse(text)).cpus.length, 4)
@@ -213,4 +222,56 @@ t.test('--dev-root: the real devcpu write path (pwrite on DIR/dev/cpu/N/msr) on 
   const { platform: _p2, ...noPlatform2 } = run2.d
   t.equal(await main(['--dev-root', root, '--json'], noPlatform2), 0)
   t.ok(GuestReport.parse(JSON.parse(run2.text())).cpus.every(c => c.outcome === 'unchanged'), 'second run: no-op')
+})
+
+// Issue 14 item 6: --out never writes through a symlink into a device or FIFO, and refuses
+// anything but a regular file or an allow-listed console, before any MSR is written.
+t.test('--out refuses /dev/cpu (a write to MSR 0), FIFOs, other devices and symlinks to them, before any MSR write', async t => {
+  const d = fs.mkdtempSync(join(tmp, 'hostile-'))
+  const fake = join(d, 'msr'); fs.writeFileSync(fake, '') // stands in for /dev/cpu/0/msr where it does not exist
+  const targets: [string, RegExp][] = []
+  const link = (name: string, to: string) => { const p = join(d, name); fs.symlinkSync(to, p); return p }
+  targets.push([link('to-cpu-msr.json', '/dev/cpu/0/msr'), /dangling|not a console|character device/])
+  targets.push([link('to-cpuid.json', '/dev/cpu/0/cpuid'), /dangling|not a console/])
+  targets.push([link('to-zero.json', '/dev/zero'), /character device zero, not a console/])
+  targets.push([link('to-file.json', fake), /symbolic link to something that is not a console/])
+  const fifo = join(d, 'planted.json'); spawnSync('mkfifo', [fifo]); targets.push([fifo, /is a FIFO: refused/])
+  targets.push([link('to-fifo.json', fifo), /not a console/])
+  targets.push([d, /directory|not a console|refused/])
+  for (const [target, re] of targets) {
+    const g = simGuest('reference')
+    const x = deps(g.platform)
+    const start = Date.now()
+    t.equal(await main(['--out', target], x.d), 2, `${target}: ${x.errText()}`)
+    t.match(x.errText(), re, target)
+    t.ok(Date.now() - start < 3000, 'no hang')
+    t.same(g.vmm.states().map(s => s.mitiCtrl), [0n, 0n, 0n, 0n], 'no MSR written')
+  }
+  t.equal(fs.readFileSync(fake, 'utf8'), '', 'the symlink target was not written')
+})
+
+t.test('--out: a symlink to an allow-listed console is followed and checked again after open', async t => {
+  const d = fs.mkdtempSync(join(tmp, 'console-'))
+  const port = join(d, 'org.qemu.port0'); fs.symlinkSync('/dev/null', port) // as /dev/virtio-ports/NAME -> ../vport0p1
+  const x = deps(simGuest('reference').platform)
+  t.equal(await main(['--out', port], x.d), 0, x.errText())
+  t.ok(fs.lstatSync(port).isSymbolicLink(), 'the link itself is kept')
+})
+
+t.test('--out: a symlink planted at the final name is replaced, not written through', async t => {
+  const d = fs.mkdtempSync(join(tmp, 'plant-'))
+  const victim = join(d, 'victim'); fs.writeFileSync(victim, 'precious')
+  const file = join(d, 'r.json'); fs.symlinkSync(victim, file)
+  const x = deps(simGuest('reference').platform)
+  t.equal(await main(['--out', file], x.d), 2, 'a symlink to a regular file is refused too')
+  t.equal(fs.readFileSync(victim, 'utf8'), 'precious')
+})
+
+t.test('report: an empty online CPU list is a clear error, not a TypeError (issue 14 item 10)', async t => {
+  const g = simGuest('reference')
+  const empty = { ...g.platform, kind: g.platform.kind, cpus: () => [], cpuid: g.platform.cpuid.bind(g.platform), rdmsr: g.platform.rdmsr.bind(g.platform), wrmsr: g.platform.wrmsr.bind(g.platform), readText: g.platform.readText.bind(g.platform) }
+  const x = deps(empty)
+  t.equal(await main([], x.d), 2)
+  t.match(x.errText(), /no online CPUs found/)
+  t.notMatch(x.errText(), /Cannot read properties/)
 })

@@ -7,12 +7,13 @@ import type { Facts } from '../../contract/facts.js'
 import type { Decision } from '../../contract/decision-types.js'
 import type { ReportCpu } from '../../contract/report-json.js'
 import { runReport, type ReportRun } from '../apply/report.js'
-import { writeOut, type OutFs } from '../apply/out-file.js'
+import { checkOut, writeOut, type OutFs, type OutOptions } from '../apply/out-file.js'
 import { VERSION } from '../../bin/lib/version.js'
 import { DevcpuPlatform } from '../devcpu.js'
 import { probe } from '../probe.js'
 import { decide } from '../../contract/decide.js'
-import { EXIT, UsageError, parse } from '../../bin/lib/cli.js'
+import { EXIT, InputError, UsageError, parse } from '../../bin/lib/cli.js'
+import { safeText } from '../../bin/lib/escape.js'
 import { makeColor } from '../../bin/lib/color.js'
 import { outputWidth, wrapText } from '../../bin/lib/wrap.js'
 import { tapDocument } from '../../bin/lib/tap.js'
@@ -32,7 +33,10 @@ export interface ReportDeps {
   err: (s: string) => void
   /** node:fs subset for --out (tests inject failures). */
   fs?: OutFs
-  pid?: number
+  /** Temporary-name randomness for --out (tests). */
+  random?: () => string
+  /** Kernel name of a character device for --out (tests); default from /sys/dev/char. */
+  deviceName?: OutOptions['deviceName']
   /** Colour for human output; default from the terminal, NO_COLOR, FORCE_COLOR, --no-color. */
   color?: ChalkInstance
   /** Width to wrap human output to (default: the TTY's, none when not a TTY). */
@@ -51,8 +55,11 @@ that enumerates it (only enumerated bits change), reading each write back.
   --json, --tap the same as --format json, --format tap
   --explain     human output: per finding, what to do, with sources
   --textfile-dir DIR  also write DIR/${TEXTFILE_NAME.report} (Prometheus, atomically)
-  --out FILE    also write the JSON report to FILE (atomically: FILE.tmp-<pid> then rename);
-                a character device or FIFO (/dev/ttyS1, /dev/vport0p1) is written directly
+  --out FILE    also write the JSON report to FILE, a regular file written atomically (a
+                random O_EXCL temporary beside it, then rename), or a console device written
+                directly, one line of JSON: ttyS, hvc, vport (virtio-serial, also through
+                /dev/virtio-ports/NAME) or /dev/null; anything else (a FIFO, another device,
+                a symlink to a non-console) is refused before any MSR is written (exit 2)
   --cpu N|all   act on one online CPU only (default: all)
   --dev-root DIR  use DIR/dev/cpu/N/{cpuid,msr}, DIR/sys, DIR/proc instead of / (tests, benches)
   --no-color    plain text output
@@ -87,7 +94,7 @@ function cpuLine(c: ReportCpu, color: ChalkInstance): string {
   const paint = o === 'written' || o === 'unchanged' ? color.green : o === 'dry-run' || o === 'not-enumerated' ? color.yellow : color.red
   const values = c.before !== undefined ? `${c.before} -> ${c.wanted}` : ''
   const extra = c.readBack !== undefined && o !== 'unchanged' ? ` (read back ${c.readBack})` : ''
-  const f = c.fault ? ` ${c.fault.step}: ${c.fault.errno}: ${c.fault.message}` : ''
+  const f = c.fault ? ` ${safeText(`${c.fault.step}: ${c.fault.errno}: ${c.fault.message}`)}` : ''
   return `  cpu ${String(c.cpu).padStart(3)}: ${values.padEnd(14)} ${paint(o)}${extra}${f}`
 }
 
@@ -113,10 +120,10 @@ export function renderHuman(run: ReportRun, color: ChalkInstance, v?: GuestVerdi
   for (const c of r.cpus) out.push(cpuLine(c, color))
   if (r.decision.reasons.length > 0) {
     out.push('reasons:')
-    for (const x of r.decision.reasons) out.push(`  - ${x.text} [${x.rule}; ${x.source}]`)
+    for (const x of r.decision.reasons) out.push(`  - ${safeText(`${x.text} [${x.rule}; ${x.source}]`)}`)
   }
   // Run-level notes: who holds which value, and each cause once with the CPUs it hit.
-  if (run.notes.length > 0) { out.push('summary:'); for (const n of run.notes) out.push(`  ${n}`) }
+  if (run.notes.length > 0) { out.push('summary:'); for (const n of run.notes) out.push(`  ${safeText(n)}`) }
   const verdict = run.exitCode === 0 ? color.green(r.enumerated ? 'ok' : 'ok: nothing to report')
     : run.exitCode === 1 ? color.red('FAILED: not every CPU holds the wanted value, or the VMM broke the contract (see the summary)')
       : color.yellow('could not tell (see the summary)')
@@ -152,17 +159,25 @@ export async function main(argv: string[], given: Partial<ReportDeps> = {}): Pro
   if (v.help) { deps.out(REPORT_USAGE); return EXIT.OK }
   if (v.out === '') return usage(`guest report: --out wants a file name\n`)
   if (v['textfile-dir'] === '') return usage(`guest report: --textfile-dir wants a directory\n`)
+  const outOpts: OutOptions = { ...(deps.fs ? { fs: deps.fs } : {}), ...(deps.random ? { random: deps.random } : {}), ...(deps.deviceName ? { deviceName: deps.deviceName } : {}) }
+  if (v.out !== undefined) {
+    // Before any MSR is written (issue 14 items 6, 11): a report that cannot be delivered is a usage error.
+    const target = checkOut(v.out, outOpts)
+    if (target.kind === 'refused') return usage(`guest report: --out ${safeText(v.out)}: ${safeText(target.why)}\n`)
+  }
   let run: ReportRun
   let judged: GuestVerdict
   try {
-    const cpus = parseCpu(v.cpu, deps.platform.cpus())
+    const online = deps.platform.cpus()
+    if (online.length === 0) { deps.err('guest report: no online CPUs found (is /sys mounted, or --dev-root right?)\n'); return EXIT.USAGE }
+    const cpus = parseCpu(v.cpu, online)
     const facts = deps.probe(deps.platform)
     const decision = deps.decide(facts)
     run = runReport(deps.platform, facts, decision, { dryRun: v['dry-run'] ?? false, ...(cpus ? { cpus } : {}), now: deps.now(), agentVersion: VERSION })
     judged = reportVerdict(facts, decision, run)
   } catch (e) {
-    if (e instanceof UsageError) return usage(`${e.message}\n`)
-    deps.err(`guest report: could not run: ${(e as Error).message}\n`)
+    if (e instanceof UsageError || e instanceof InputError) return usage(`${safeText(e.message)}\n`)
+    deps.err(`guest report: could not run: ${safeText((e as Error).message)}\n`)
     if (format === 'nrpe') deps.out(nrpeUnknown(`guest report could not run: ${(e as Error).message}`))
     return EXIT.CANNOT_TELL
   }
@@ -174,20 +189,22 @@ export async function main(argv: string[], given: Partial<ReportDeps> = {}): Pro
     try {
       const pretty = JSON.stringify(run.report, null, 2) + '\n'
       // A serial line or virtio port gets one line per report: the host reads line-framed JSON.
-      writeOut(v.out, pretty, { ...(deps.fs ? { fs: deps.fs } : {}), ...(deps.pid !== undefined ? { pid: deps.pid } : {}), deviceText: JSON.stringify(run.report) + '\n' })
+      writeOut(v.out, pretty, { ...outOpts, deviceText: JSON.stringify(run.report) + '\n' })
     } catch (e) {
-      deps.err(`guest report: ${(e as Error).message}\n`)
+      deps.err(`guest report: ${safeText((e as Error).message)}\n`)
       // The MSRs were handled, but the host cannot be told: could not tell (unless already failing).
       if (exit === EXIT.OK) exit = EXIT.CANNOT_TELL
     }
   }
   const metrics = () => prometheusText(judged, { command: 'report', version: VERSION, exitCode: exit, timestampMs: deps.now().getTime() })
   if (v['textfile-dir'] !== undefined) {
-    try { writeOut(join(v['textfile-dir'], TEXTFILE_NAME.report), metrics(), { ...(deps.fs ? { fs: deps.fs } : {}), ...(deps.pid !== undefined ? { pid: deps.pid } : {}) }) } catch (e) {
-      deps.err(`guest report: --textfile-dir: ${(e as Error).message}\n`)
+    try { writeOut(join(v['textfile-dir'], TEXTFILE_NAME.report), metrics(), outOpts) } catch (e) {
+      deps.err(`guest report: --textfile-dir: ${safeText((e as Error).message)}\n`)
       if (exit === EXIT.OK) exit = EXIT.CANNOT_TELL
     }
   }
+  // The printed "(exit N)" is the process's exit code (issue 14 item 11).
+  run = { ...run, exitCode: exit as ReportRun['exitCode'] }
   switch (format) {
     case 'json': deps.out(JSON.stringify(run.report, null, 2) + '\n'); break
     case 'tap': deps.out(tapDocument([

@@ -171,3 +171,65 @@ t.test('hardware SPEC_CTRL: compared where the host holds it, named when it diff
   t.ok(cannot.vcpus.every(c => c.items.some(i => i.id === 'hardware' && /^cannot verify: this host's hypervisor does not hold a guest SPEC_CTRL/.test(i.skip ?? ''))), '...but said, as a skip')
   t.equal(check(report, state).vcpus[0]!.items.some(i => i.id === 'hardware'), false, 'a VMM that reports nothing gets no hardware item')
 })
+
+// Issue 14 item 1: the guest report is untrusted. "offline" (or "fault") on every CPU must not
+// skip the VMM's state: every vCPU is checked on it, and without any usable guest data the
+// verdict is "could not tell", never a pass.
+for (const lie of ['offline', 'fault'] as const) {
+  const lying = (report: GuestReport): GuestReport => ({
+    ...report, cpus: report.cpus.map(c => lie === 'offline'
+      ? { cpu: c.cpu, outcome: 'offline', fault: { step: 'cpus', errno: 'ENXIO', message: 'offline' } }
+      : { cpu: c.cpu, outcome: 'fault', fault: { step: 'read-ctrl', errno: 'EIO', message: 'faulted' } }),
+  })
+  t.test(`a guest that says "${lie}" on every CPU cannot make a broken VMM pass`, async t => {
+    const { report, state } = run('forces-nothing')
+    const r = check(lying(report), state)
+    t.equal(r.verdict, 'fail')
+    t.ok(r.failures.some(f => /vCPU 0: forced mask: missing RRSBA_DIS_S, BHI_DIS_S/.test(f)), r.failures.join('\n'))
+    t.ok(r.failures.some(f => /vCPU 1: forced mask/.test(f)), 'every vCPU is checked on the VMM state')
+  })
+  t.test(`"${lie}" on every CPU with a self-consistent VMM state is "could not tell", not a pass`, async t => {
+    const { report, state } = run('reference')
+    const r = check(lying(report), state)
+    t.same(r.failures, [])
+    t.equal(r.verdict, 'could-not-tell')
+    t.equal(r.ok, false)
+    t.ok(r.vcpus.every(c => c.basis === 'vmm-only' && c.items.some(i => i.id === 'forced-mask')), 'each vCPU checked on the VMM state only')
+    t.match(r.vm.find(i => i.id === 'guest-data')?.message ?? '', /could not tell: no vCPU has usable guest data/)
+  })
+}
+
+t.test('one legitimately offline vCPU (maxcpus=) is checked on the VMM state only; the run still passes on the others', async t => {
+  const { report, state } = run('reference', { vcpus: 3 })
+  const r = check({ ...report, cpus: report.cpus.map(c => (c.cpu === 2 ? { cpu: 2, outcome: 'offline' as const } : c)) }, state)
+  t.equal(r.verdict, 'pass')
+  t.same(r.vcpus.map(c => c.basis), ['guest+vmm', 'guest+vmm', 'vmm-only'])
+  t.match(r.vcpus[2]!.notes.join(' '), /offline: checked on the VMM state only/)
+})
+
+t.test('property: no lie about per-CPU outcomes makes a VMM that forces nothing pass (2,000 random reports)', async t => {
+  const { report, state } = run('forces-nothing', { vcpus: 4 })
+  let seed = 42
+  const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n }
+  const hexes = ['0x0', '0x1', '0x2', '0x3']
+  const lie = (cpu: number): GuestReport['cpus'][number] => {
+    const v = hexes[rnd(4)]!
+    switch (rnd(7)) {
+      case 0: return { cpu, outcome: 'offline' }
+      case 1: return { cpu, outcome: 'fault', fault: { step: 'read-ctrl', errno: 'EIO', message: 'x' } }
+      case 2: return { cpu, outcome: 'not-enumerated' }
+      case 3: return { cpu, outcome: 'written', mitiEnum: '0x3', before: '0x0', wanted: v, written: v, readBack: v }
+      case 4: return { cpu, outcome: 'unchanged', mitiEnum: '0x3', before: v, wanted: v, readBack: v }
+      case 5: return { cpu, outcome: 'dry-run', mitiEnum: '0x3', before: v, wanted: v }
+      default: return { cpu, outcome: 'readback-mismatch', mitiEnum: '0x3', before: '0x0', wanted: v, written: v, readBack: '0x0' }
+    }
+  }
+  const verdicts = new Map<string, number>()
+  for (let i = 0; i < 2000; i++) {
+    const cpus = report.cpus.filter(() => rnd(5) !== 0).map(c => lie(c.cpu))
+    const r = check({ ...report, cpus: cpus.length ? cpus : [lie(0)] }, state)
+    verdicts.set(r.verdict, (verdicts.get(r.verdict) ?? 0) + 1)
+    if (r.verdict === 'pass') { t.fail(`passed with ${JSON.stringify(cpus)}`); return }
+  }
+  t.notOk(verdicts.has('pass'), JSON.stringify([...verdicts]))
+})

@@ -20,11 +20,25 @@ export interface CheckItem {
   diag?: Record<string, unknown>
 }
 
-export interface VcpuCheck { index: number; ok: boolean; items: CheckItem[]; notes: string[] }
+export interface VcpuCheck {
+  index: number; ok: boolean; items: CheckItem[]; notes: string[]
+  /**
+   * What this vCPU was checked on (issue 14 item 1): 'guest+vmm' when the guest report gives a
+   * usable observation for it (a CTRL value, or "not enumerated"), 'vmm-only' otherwise (offline,
+   * a fault, absent from the report): the VMM's own state is still checked against its forced bits.
+   */
+  basis: 'guest+vmm' | 'vmm-only'
+}
 
 export interface CheckResult {
   schema: typeof CHECK_RESULT_SCHEMA_ID
   ok: boolean
+  /**
+   * pass: no failure and at least one vCPU checked on guest data; fail: any failure;
+   * could-not-tell: no failure, but no vCPU had usable guest data (an untrusted report saying
+   * "offline" or "fault" everywhere must never make a pass, issue 14 item 1). `ok` is verdict === 'pass'.
+   */
+  verdict: 'pass' | 'fail' | 'could-not-tell'
   vmUuid: string
   pairedBy: 'vm-uuid' | 'vcpu-index-only'
   hostCapsFrom: 'host-caps-file' | 'vmm-state'
@@ -72,8 +86,13 @@ function checkVcpu(cpu: ReportCpu | undefined, v: VmmStateVcpu, state: VmmState,
 
   // The CTRL value the response must follow: the guest's, when its report gives one.
   let ctrl: bigint
+  let basis: VcpuCheck['basis'] = 'vmm-only'
   if (!cpu) {
-    notes.push('not in the guest report: checked against the VMM\'s own MITI_CTRL only')
+    notes.push('not in the guest report: checked on the VMM state only (its own MITI_CTRL against its forced bits)')
+    ctrl = mitiCtrl
+  } else if (cpu.outcome === 'offline') {
+    // An offline CPU (maxcpus=, or a lying guest) gives no guest data; the VMM still holds state.
+    notes.push('the guest says this CPU was offline: checked on the VMM state only (its own MITI_CTRL against its forced bits)')
     ctrl = mitiCtrl
   } else {
     const g = guestCtrlOf(cpu)
@@ -92,13 +111,14 @@ function checkVcpu(cpu: ReportCpu | undefined, v: VmmStateVcpu, state: VmmState,
     if (cpu.mitiEnum !== undefined) {
       items.push(compare('miti-enum', 'MITI_ENUM the guest read vs the VMM\'s', VIRTUAL_MITIGATION_ENUM, u(state.mitiEnum), u(cpu.mitiEnum)))
     }
+    if (g.value !== undefined || cpu.outcome === 'not-enumerated') basis = 'guest+vmm'
     if (g.value !== undefined) {
       ctrl = g.value
       items.push(compare('miti-ctrl', `VMM MITI_CTRL vs the guest's CTRL (${g.basis})`, VIRTUAL_MITIGATION_CTRL, g.value, mitiCtrl))
     } else {
       ctrl = mitiCtrl
       items.push(skipItem('miti-ctrl', 'VMM MITI_CTRL vs the guest\'s CTRL', g.basis))
-      notes.push(`guest CTRL unknown (${g.basis}): forced bits checked against the VMM's own MITI_CTRL ${hex(mitiCtrl)}`)
+      notes.push(`guest CTRL unknown (${g.basis}): checked on the VMM state only, forced bits against the VMM's own MITI_CTRL ${hex(mitiCtrl)}`)
     }
     if (cpu.readBack !== undefined) {
       items.push(compare('read-back', 'guest read-back vs the VMM\'s MITI_CTRL', VIRTUAL_MITIGATION_CTRL, mitiCtrl, u(cpu.readBack)))
@@ -131,7 +151,7 @@ function checkVcpu(cpu: ReportCpu | undefined, v: VmmStateVcpu, state: VmmState,
   } else {
     items.push(skipItem('guest-read', 'SPEC_CTRL returned to the guest vs its shadow', 'the guest did not read SPEC_CTRL'))
   }
-  return { index: v.index, ok: items.every(i => i.ok), items, notes }
+  return { index: v.index, ok: items.every(i => i.ok), items, notes, basis }
 }
 
 /**
@@ -147,8 +167,13 @@ export function check(report: GuestReport, state: VmmState, hostCaps?: HostCaps)
       ...vm.filter(i => !i.ok).map(i => `VM: ${i.message}`),
       ...vcpus.flatMap(c => c.items.filter(i => !i.ok).map(i => `vCPU ${c.index}: ${i.message}`)),
     ]
+    const verdict = failures.length > 0 ? 'fail' : vcpus.some(c => c.basis === 'guest+vmm') ? 'pass' : 'could-not-tell'
+    if (verdict === 'could-not-tell') {
+      // Not ok in TAP and JSON (a harness must not read it as a pass), yet not a violation: exit 3.
+      vm.push({ id: 'guest-data', ok: false, message: `could not tell: no vCPU has usable guest data (each is offline, faulted or absent in the guest report), so each was checked on the VMM state only` })
+    }
     return {
-      schema: CHECK_RESULT_SCHEMA_ID, ok: failures.length === 0, vmUuid: state.vmUuid, pairedBy,
+      schema: CHECK_RESULT_SCHEMA_ID, ok: verdict === 'pass', verdict, vmUuid: state.vmUuid, pairedBy,
       hostCapsFrom: hostCaps ? 'host-caps-file' : 'vmm-state', vm, vcpus, failures,
     }
   }
@@ -187,12 +212,8 @@ export function check(report: GuestReport, state: VmmState, hostCaps?: HostCaps)
   else vm.push({ id: 'pairing', ok: true, message: `every guest CPU (${reported.size}) pairs with a vCPU of the VMM state` })
 
   for (const v of [...byIndex.values()].sort((a, b) => a.index - b.index)) {
-    const c = reported.get(v.index)
-    if (c?.outcome === 'offline') {
-      vcpus.push({ index: v.index, ok: true, items: [skipItem('offline', `vCPU ${v.index}`, 'the guest CPU went offline during the run')], notes: [] })
-      continue
-    }
-    vcpus.push(checkVcpu(c, v, state, caps))
+    // Every vCPU the VMM holds state for is checked on that state, whatever the guest says.
+    vcpus.push(checkVcpu(reported.get(v.index), v, state, caps))
   }
   return result(pairedBy)
 }

@@ -3,6 +3,7 @@
 import { tapDocument, type TapPoint, type TapVersion } from '../../bin/lib/tap.js'
 import type { ChalkInstance } from 'chalk'
 import type { CheckItem, CheckResult } from './check.js'
+import { safeText } from '../../bin/lib/escape.js'
 
 const point = (i: CheckItem): TapPoint => ({
   ok: i.ok, name: i.message,
@@ -28,8 +29,11 @@ export const checkTap = (r: CheckResult, version: TapVersion = 14): string => ta
 export function checkText(r: CheckResult, color?: ChalkInstance): string {
   const pass = color ? color.green('PASS') : 'PASS'
   const fail = color ? color.red('FAIL') : 'FAIL'
-  const lines = [`VM ${r.vmUuid}: ${r.ok ? pass : fail} (${r.vcpus.length} vCPUs, paired by ${r.pairedBy}, host caps from ${r.hostCapsFrom})`]
-  for (const f of r.failures) lines.push(`  ${fail} ${f}`)
-  for (const c of r.vcpus) for (const n of c.notes) lines.push(`  note vCPU ${c.index}: ${n}`)
+  const verdict = r.verdict === 'pass' ? pass : r.verdict === 'fail' ? fail : color ? color.yellow('COULD NOT TELL') : 'COULD NOT TELL'
+  // Messages quote the untrusted guest report and VMM state: escape controls for the terminal (issue 14 item 9).
+  const lines = [`VM ${safeText(r.vmUuid)}: ${verdict} (${r.vcpus.length} vCPUs, paired by ${r.pairedBy}, host caps from ${r.hostCapsFrom})`]
+  for (const f of r.failures) lines.push(`  ${fail} ${safeText(f)}`)
+  for (const i of r.vm) if (i.id === 'guest-data' && !i.ok) lines.push(`  ${safeText(i.message)}`)
+  for (const c of r.vcpus) for (const n of c.notes) lines.push(`  note vCPU ${c.index}: ${safeText(n)}`)
   return lines.join('\n') + '\n'
 }

@@ -11,6 +11,7 @@ import { guestNeedFindings } from '../check/expect.js'
 import { tapDocument } from '../../bin/lib/tap.js'
 import { readLimited } from './read-input.js'
 import { makeColor } from '../../bin/lib/color.js'
+import { jsonText, safeText } from '../../bin/lib/escape.js'
 
 export const CHECK_HELP = `Usage: virtmiti host check --guest-report FILE --vmm-state FILE [options]
 
@@ -51,29 +52,31 @@ export async function main(argv: string[], deps: { io?: Io } = {}): Promise<numb
   const report = readLimited(o['guest-report'], REPORT_MAX_BYTES, 'guest report')
   const state = readLimited(o['vmm-state'], VMM_STATE_MAX_BYTES, 'VMM state')
   const caps = o['host-caps'] !== undefined ? readLimited(o['host-caps'], 64 * 1024, 'host caps') : undefined
+  // Input errors come first (issue 14 item 11): a garbage report with an unknowns-bearing caps
+  // file is a usage/input error (2), not "could not tell" (3).
+  const r = checkFromText({ report, state, ...(caps !== undefined ? { hostCaps: caps } : {}) })
+  if (!r.ok) {
+    if (o.json) io.out(jsonText({ schema: 'virtmiti/check-result/v1', ok: false, inputErrors: r.errors }, 2) + '\n')
+    io.err(r.errors.map(e => `virtmiti: ${safeText(e)}\n`).join(''))
+    return EXIT.USAGE
+  }
   if (caps !== undefined) {
     const h = parseHostCaps(caps)
     if (h.ok && h.value.unknown?.length) {
-      io.err(`virtmiti: host caps ${o['host-caps']}: could not tell: ${h.value.unknown.map(u => `${u.cap} (${u.why})`).join('; ')}\n`)
+      io.err(`virtmiti: host caps ${safeText(o['host-caps']!)}: could not tell: ${h.value.unknown.map(u => safeText(`${u.cap} (${u.why})`)).join('; ')}\n`)
       return EXIT.CANNOT_TELL
     }
-  }
-  const r = checkFromText({ report, state, ...(caps !== undefined ? { hostCaps: caps } : {}) })
-  if (!r.ok) {
-    if (o.json) io.out(JSON.stringify({ schema: 'virtmiti/check-result/v1', ok: false, inputErrors: r.errors }, null, 2) + '\n')
-    io.err(r.errors.map(e => `virtmiti: ${e}\n`).join(''))
-    return EXIT.USAGE
   }
   // What the guest relies on that the VMM cannot protect (issue 12): a finding, not a contract
   // violation (a VMM may lack the hardware), so it never changes the exit code.
   const parsed = parseGuestReport(report)
   const findings = parsed.ok ? guestNeedFindings(parsed.value) : []
-  if (o.json) io.out(JSON.stringify({ ...r.result, findings }, null, 2) + '\n')
+  if (o.json) io.out(jsonText({ ...r.result, findings }, 2) + '\n')
   else if (o.tap) {
     const text = checkTap(r.result, o['tap-version'] === '13' ? 13 : 14)
     io.out(findings.length === 0 ? text : tapDocument([...checkTapPoints(r.result), {
       ok: false, name: 'the VMM can back every bit the guest relies on', todo: 'a finding, not a contract violation', diag: { findings: findings.map(f => `${f.id}: ${f.text}`) },
     }], o['tap-version'] === '13' ? 13 : 14))
-  } else io.out(checkText(r.result, makeColor({ noColor: o['no-color'] === true })) + findings.map(f => `  FINDING ${f.id}: ${f.text}\n`).join(''))
-  return r.result.ok ? EXIT.OK : EXIT.VIOLATION
+  } else io.out(checkText(r.result, makeColor({ noColor: o['no-color'] === true })) + findings.map(f => `  FINDING ${f.id}: ${safeText(f.text)}\n`).join(''))
+  return r.result.verdict === 'pass' ? EXIT.OK : r.result.verdict === 'fail' ? EXIT.VIOLATION : EXIT.CANNOT_TELL
 }

@@ -145,3 +145,65 @@ t.test('host check: an oversized report file is refused without reading it all',
   fs.writeFileSync(big, Buffer.alloc(5 * 1024 * 1024, 0x20))
   await rejectsWith(t, checkMain(['--guest-report', big, '--vmm-state', f.state], { io: capture().io }), Error, /larger than the 4194304-byte limit/)
 })
+
+// Issue 14 items 1, 9, 11: exit codes and escaping of the untrusted inputs.
+t.test('host check: a guest report saying "offline" everywhere, VMM forcing nothing -> exit 1; consistent VMM -> exit 3', async t => {
+  const offline = (f: string) => { const r = JSON.parse(fs.readFileSync(f, 'utf8')); r.cpus = r.cpus.map((c: { cpu: number }) => ({ cpu: c.cpu, outcome: 'offline' })); return file(path.basename(f) + '.offline', JSON.stringify(r)) }
+  const broken = fixture('forces-nothing')
+  const c1 = capture()
+  t.equal(await checkMain(['--guest-report', offline(broken.report), '--vmm-state', broken.state], { io: c1.io }), 1, c1.o.out)
+  const fine = fixture('reference')
+  for (const fmt of [[], ['--tap'], ['--json']]) {
+    const c = capture()
+    t.equal(await checkMain(['--guest-report', offline(fine.report), '--vmm-state', fine.state, ...fmt], { io: c.io }), 3, c.o.out)
+    if (fmt[0] === '--tap') t.match(c.o.out, /^not ok \d+ - could not tell: no vCPU has usable guest data/m, 'TAP does not read as a pass')
+    if (fmt[0] === '--json') t.equal(JSON.parse(c.o.out).verdict, 'could-not-tell')
+    if (fmt.length === 0) t.match(c.o.out, /COULD NOT TELL/)
+  }
+})
+
+t.test('host check: garbage input with a host-caps file that has unknowns is an input error (2), not 3', async t => {
+  const caps = file('caps-unknown.json', JSON.stringify({ schema: 'virtmiti/host-caps/v1', caps: SPR, unknown: [{ cap: 'bhiNo', why: 'ARCH_CAPABILITIES unreadable' }] }))
+  const { state } = fixture('reference')
+  const c = capture()
+  t.equal(await checkMain(['--guest-report', file('garbage.json', '{"schema":'), '--vmm-state', state, '--host-caps', caps], { io: c.io }), 2, c.o.err)
+})
+
+for (const evil of ['\r', '\n', '\u2028', '\u2029', '\u001b[2J', '\u0085']) {
+  t.test(`host check: U+${evil.charCodeAt(0).toString(16).padStart(4, "0")} in cpus[].fault.step reaches neither the terminal nor the TAP stream raw`, async t => {
+    const { report, state } = fixture('reference')
+    const r = JSON.parse(fs.readFileSync(report, 'utf8'))
+    r.cpus[1] = { cpu: 1, outcome: 'fault', fault: { step: `x${evil}ok 99 - forged`, errno: 'EIO', message: `m${evil}not ok 1 - forged` } }
+    const f = file('evil.json', JSON.stringify(r))
+    for (const fmt of [[], ['--tap'], ['--tap', '--tap-version', '13']]) {
+      const c = capture()
+      const code = await checkMain(['--guest-report', f, '--vmm-state', state, ...fmt], { io: c.io })
+      t.equal(code, 0, 'vCPU 1 checked on the VMM state; vCPU 0 on guest data')
+      t.notOk(/[\r\u001b\u0085\u2028\u2029]/.test(c.o.out), `no raw control in ${fmt.join(' ') || 'text'} output`)
+      if (fmt[0] === '--tap') {
+        const p = new Parser({ strict: true })
+        const done = new Promise<{ ok: boolean; count: number }>(res => p.on('complete', res))
+        p.end(c.o.out)
+        const res = await done
+        t.equal(res.ok, true, 'tap-parser --strict agrees with exit 0')
+        t.notMatch(c.o.out, /^\s*ok 99 - forged/m)
+      }
+    }
+  })
+}
+
+t.test('host check / expect: a FIFO, /dev/zero or /dev/urandom as an input is an input error at once (issue 14 item 4)', async t => {
+  const fifo = path.join(dir, 'in.fifo')
+  const { spawnSync } = await import('node:child_process')
+  spawnSync('mkfifo', [fifo])
+  const { state, report } = fixture('reference')
+  for (const bad of [fifo, '/dev/zero', '/dev/urandom']) {
+    const start = Date.now()
+    await rejectsWith(t, checkMain(['--guest-report', bad, '--vmm-state', state], { io: capture().io }), InputError, /refused/)
+    await rejectsWith(t, checkMain(['--guest-report', report, '--vmm-state', bad], { io: capture().io }), InputError, /refused/)
+    await rejectsWith(t, checkMain(['--guest-report', report, '--vmm-state', state, '--host-caps', bad], { io: capture().io }), InputError, /refused/)
+    await rejectsWith(t, expectMain(['--guest-report', bad, '--caps', 'none'], { io: capture().io }), InputError, /refused/)
+    await rejectsWith(t, expectMain(['--miti-ctrl', '0x1', '--host-caps', bad], { io: capture().io }), InputError, /refused/)
+    t.ok(Date.now() - start < 2000, `${bad}: no hang`)
+  }
+})

@@ -10,6 +10,7 @@ import { parseGuestReport, parseHostCaps } from '../check/parse.js'
 import { PROFILES, profileByName } from '../vmm/profiles.js'
 import type { VmmProfile } from '../vmm/profile.js'
 import { readLimited } from './read-input.js'
+import { safeText } from '../../bin/lib/escape.js'
 
 export { EXPECT_SCHEMA_ID } from '../../contract/host-output-schemas.js'
 import { EXPECT_SCHEMA_ID } from '../../contract/host-output-schemas.js'
@@ -114,6 +115,7 @@ export async function main(argv: string[], deps: { io?: Io } = {}): Promise<numb
     lines.push(`vCPU ${v.cpu}: ${ctrl} -> forced mask ${v.forcedMask} (${v.forcedMaskBits.join(', ') || 'none'}), value ${v.forcedValue} (${v.forcedValueBits.join(', ') || 'none'})`)
     for (const r of v.rules) lines.push(`    ${r.forced ? '+' : '-'} ${r.bit}: ${r.rule} [${r.source}]`)
   }
-  io.out(lines.join('\n') + '\n')
+  // The basis quotes the untrusted guest report (fault steps): escape controls (issue 14 item 9).
+  io.out(lines.map(safeText).join('\n') + '\n')
   return EXIT.OK
 }

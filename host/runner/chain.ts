@@ -260,7 +260,9 @@ export async function runChain(setup: ChainSetup, make: MachineFactory, spectreV
     const failures = run.observed.failures
     const ts = performance.now()
     const ops0 = m.ops?.() ?? 0
-    const st = await runSelftest(m.platform, { between: async () => {} })
+    // SPEC_CTRL writes are opt-in (they can clear another task's SSBD/STIBP on a real Linux guest);
+    // a payload or simulated VM runs nothing else, so the chain opts in.
+    const st = await runSelftest(m.platform, { between: async () => {}, specCtrlWrites: true })
     run.ops!.selftest = (m.ops?.() ?? 0) - ops0
     run.timings!.selftestMs = performance.now() - ts
     run.selftest = st
