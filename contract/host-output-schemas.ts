@@ -50,12 +50,16 @@ const checkItem = z.strictObject({
 
 const checkOk = z.strictObject({
   schema: z.literal(CHECK_RESULT_SCHEMA_ID),
-  ok: z.boolean(),
+  ok: z.boolean().describe('verdict === "pass"'),
+  verdict: z.enum(['pass', 'fail', 'could-not-tell']).describe('could-not-tell: no failure, but no vCPU had usable guest data (exit 3, never a pass)'),
   vmUuid: z.string(),
   pairedBy: z.enum(['vm-uuid', 'vcpu-index-only']),
   hostCapsFrom: z.enum(['host-caps-file', 'vmm-state']),
   vm: z.array(checkItem),
-  vcpus: z.array(z.strictObject({ index: z.number().int().min(0), ok: z.boolean(), items: z.array(checkItem), notes: z.array(z.string()) })),
+  vcpus: z.array(z.strictObject({
+    index: z.number().int().min(0), ok: z.boolean(), items: z.array(checkItem), notes: z.array(z.string()),
+    basis: z.enum(['guest+vmm', 'vmm-only']).describe('what the vCPU was checked on: guest data and the VMM state, or the VMM state only (offline, fault, absent from the report)'),
+  })),
   failures: z.array(z.string()),
   findings: z.array(needFinding).optional(),
 })

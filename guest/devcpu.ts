@@ -72,6 +72,8 @@ export class DevcpuPlatform implements Platform {
   readonly kind = 'devcpu'
   private readonly root: string
   private readonly fds = new Map<string, number | AccessFault>()
+  /** CPUs whose msr device opened only read-only, with the error the read-write open gave. */
+  private readonly writeRefused = new Map<number, NodeJS.ErrnoException>()
   private readonly modprobeTried = new Map<string, string>()
   private readonly allowModprobe: boolean
   private readonly modprobePaths: readonly string[]
@@ -145,6 +147,8 @@ export class DevcpuPlatform implements Platform {
           const c = (e as NodeJS.ErrnoException).code
           if (c !== 'EACCES' && c !== 'EROFS' && c !== 'EPERM') throw e
           fd = fs.openSync(path, fs.constants.O_RDONLY | nofollow)
+          // A write through this read-only descriptor must report why writing was refused, not EBADF.
+          this.writeRefused.set(cpu, e as NodeJS.ErrnoException)
         }
       } else fd = fs.openSync(path, fs.constants.O_RDONLY | nofollow)
       const why = this.notTheDevice(fd, path)
@@ -191,6 +195,7 @@ export class DevcpuPlatform implements Platform {
 
   /** Close CPU `cpu`'s descriptors once its work is done (issue 14 item 7; issue 15 descriptor rule). */
   release(cpu: number): void {
+    this.writeRefused.delete(cpu)
     for (const dev of ['cpuid', 'msr']) {
       const key = `${cpu}/${dev}`
       const fd = this.fds.get(key)
@@ -228,6 +233,8 @@ export class DevcpuPlatform implements Platform {
   wrmsr(cpu: number, index: number, value: bigint): MsrWrite {
     const fd = this.fd(cpu, 'msr')
     if (typeof fd !== 'number') return { ok: false, fault: fd }
+    const refused = this.writeRefused.get(cpu)
+    if (refused) return { ok: false, fault: faultOf(refused, `WRMSR 0x${index.toString(16)} on CPU ${cpu}: the msr device refused opening for writing`, () => this.lockdownHint(refused.code)) }
     const buf = Buffer.alloc(8)
     buf.writeBigUInt64LE(value)
     try {
