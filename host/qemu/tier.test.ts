@@ -53,7 +53,7 @@ t.test('unavailable pieces are named', async t => {
 
 // --- runQemuTier with injected build and boot -------------------------------------------------
 const recorded = loadRecordedBoot('skylake-server-lfence-bhi-off')
-const boot: QemuBoot = { name: bootName(recorded.cpu, recorded.append), cpu: recorded.cpu, append: recorded.append, ci: true, vcpus: 2, file: 'x.yaml' }
+const boot: QemuBoot = { name: bootName(recorded.cpu, recorded.append), cpu: recorded.cpu, append: recorded.append, ci: true, vcpus: 2, file: 'x.yaml', vmm: 'stock' }
 const image: ImageBuild = { ok: true, image: '/img', kernel: '/vmlinuz', key: 'k', cacheHit: true, ms: 5, log: '' }
 function fakeBoot(over: Partial<BootResult> = {}, sections = sectionMap(recorded)) {
   const calls: BootOptions[] = []
