@@ -159,7 +159,12 @@ export function patchedHeld(b: PatchedBootSpec, qemu: string, srcOpts: () => Boo
   return async (g: HeldGuest): Promise<void> => {
     const report = g.sections.get('report')?.output
     out.src = await checkSide(g.qmpSocket, report, b.host, hostCaps)
-    if (b.migrateTo && destCaps) out.mig = await migrateAndCheck(g, srcOpts(), qemu, b, destCaps, report)
+    // Next to console.log and frames.log: what host check read (kept with the logs of a failing boot).
+    if (out.src.state) fs.writeFileSync(path.join(g.workDir, 'vmm-state.json'), JSON.stringify(out.src.state, null, 1) + '\n')
+    if (b.migrateTo && destCaps) {
+      out.mig = await migrateAndCheck(g, srcOpts(), qemu, b, destCaps, report)
+      if (out.mig.side?.state) fs.writeFileSync(path.join(g.workDir, 'dest', 'vmm-state.json'), JSON.stringify(out.mig.side.state, null, 1) + '\n')
+    }
   }
 }
 
