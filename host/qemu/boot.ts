@@ -123,6 +123,9 @@ async function waitForDone(framesLog: string, exited: () => boolean, deadline: n
   return false
 }
 
+/** A new short directory for Unix sockets (removed with the process's other temp dirs by the OS). */
+export const socketDir = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'vm-sock-'))
+
 /** Tell QEMU to quit over QMP (the reply may not arrive: QEMU exits). */
 export async function qmpQuit(socket: string): Promise<void> {
   const { Qmp } = await import('./qmp.js')
@@ -144,8 +147,9 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
   fs.mkdirSync(workDir, { recursive: true })
   const consoleLog = path.join(workDir, 'console.log')
   const framesLog = path.join(workDir, 'frames.log')
-  // A Unix socket path must fit sun_path (108 bytes): a long work dir gets a short temp one.
-  const qmpSocket = opts.held ? (path.join(workDir, 'qmp.sock').length < 100 ? path.join(workDir, 'qmp.sock') : path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vm-qmp-')), 'qmp.sock')) : undefined
+  // Sockets live in a short temp dir of their own: sun_path holds 108 bytes, and -qmp's legacy
+  // syntax cannot take a path with '=' (work dirs are named after command lines).
+  const qmpSocket = opts.held ? path.join(socketDir(), 'qmp.sock') : undefined
   for (const f of [consoleLog, framesLog, ...(qmpSocket ? [qmpSocket] : [])]) fs.rmSync(f, { force: true })
   const empty = parseFrames('')
   const fail = (error: string, argv: string[] = []): BootResult => ({

@@ -76,7 +76,11 @@ t.test('guest-side facts, each failing its own point', async t => {
   t.ok(failing(run(wrongCtrl, host)).includes('rdmsr 0x50000002 reads 0x1 on every vCPU after selftest'))
   const selfFail = edit(b => { b.sections['selftest']!.output = b.sections['selftest']!.output.replace(`ok 8 - ${RULES.perVcpu}`, `not ok 8 - ${RULES.perVcpu}`); b.sections['selftest']!.exit = 1 })
   t.ok(failing(run(selfFail, host)).includes('selftest passes every rule inside the guest kernel (exit 0)'))
-  t.same(failing(run(selfFail, host, 'ctrl-not-per-vcpu')), [], 'ctrl-not-per-vcpu: caught by the per-vCPU rule, by name')
+  t.same(failing(run(selfFail, host, 'ctrl-not-per-vcpu')), ['fault ctrl-not-per-vcpu: report finds on a later vCPU the CTRL it wrote on an earlier one'], 'ctrl-not-per-vcpu needs both signs')
+  // What the fault really does to report: the write on cpu 0 lands on cpu 1, which then reads 0x1 before its own write.
+  const shared = edit(b => { b.sections['selftest'] = selfFail.sections['selftest']!; const j = JSON.parse(b.sections['report']!.output); j.cpus[1].before = '0x1'; b.sections['report']!.output = JSON.stringify(j) })
+  t.same(failing(run(shared, host, 'ctrl-not-per-vcpu')), [], 'ctrl-not-per-vcpu: caught by the per-vCPU rule and by report, by name')
+  t.ok(failing(run(shared, host)).includes('probe read MITI_CTRL as report found it before writing, on every vCPU'), 'without the fault, that is a failure')
   t.ok(failing(run(selfFail, host, 'enum-writable')).length > 0, 'the wrong rule failing is not the catch')
   const reportLies = edit(b => { const j = JSON.parse(b.sections['report']!.output); j.cpus[1].wanted = '0x0'; b.sections['report']!.output = JSON.stringify(j) })
   t.ok(failing(run(reportLies, host)).includes('report: enumerated; every vCPU holds MITI_CTRL 0x1 (kernel: BHI sw-loop, retpoline false)'))

@@ -16,7 +16,7 @@ import type { TapPoint } from '../../bin/lib/tap.js'
 import { checkFromText } from '../check/from-text.js'
 import { builtinCpusDir } from '../runner/catalog.js'
 import { loadCpuCatalog } from '../runner/cpus.js'
-import { qemuArgs, type BootOptions, type BootResult, type HeldGuest } from './boot.js'
+import { qemuArgs, socketDir, type BootOptions, type BootResult, type HeldGuest } from './boot.js'
 import { checkBoot, readKernelLine, type BootFacts } from './checks.js'
 import { checkPatched, type HostSide } from './checks-patched.js'
 import { Qmp } from './qmp.js'
@@ -98,8 +98,8 @@ export async function migrateAndCheck(g: HeldGuest, src: BootOptions, qemu: stri
   const to = b.migrateTo!
   const dir = path.join(g.workDir, 'dest')
   fs.mkdirSync(dir, { recursive: true })
-  const destQmp = path.join(dir, 'qmp.sock'), mig = path.join(dir, 'migrate.sock')
-  if (mig.length >= 100) return { to, error: `work dir path too long for a Unix socket: ${dir}` }
+  const sockets = socketDir()
+  const destQmp = path.join(sockets, 'qmp.sock'), mig = path.join(sockets, 'migrate.sock')
   const argv = qemuArgs({ ...src, cpuProps: patchedCpuProps(b, destCaps), extraArgs: ['-incoming', `unix:${mig}`] }, 'tcg', path.join(dir, 'console.log'), path.join(dir, 'frames.log'), destQmp)
   const child = spawn('timeout', ['-s', 'KILL', '300', qemu, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
