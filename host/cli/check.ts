@@ -12,8 +12,9 @@ import { tapDocument } from '../../bin/lib/tap.js'
 import { readLimited } from './read-input.js'
 import { makeColor } from '../../bin/lib/color.js'
 import { jsonText, safeText } from '../../bin/lib/escape.js'
+import { stateFromQmp } from '../qemu/qemu-state.js'
 
-export const CHECK_HELP = `Usage: virtmiti host check --guest-report FILE --vmm-state FILE [options]
+export const CHECK_HELP = `Usage: virtmiti host check --guest-report FILE (--vmm-state FILE | --qmp SOCKET) [options]
 
 Pairs a guest report (\`virtmiti guest report\`, schema virtmiti/guest-report/v1) with the VMM's
 observed state (schema virtmiti/vmm-state/v1, contract/schemas/vmm-state.schema.json and README) by VM UUID
@@ -25,6 +26,8 @@ guest's reads of SPEC_CTRL never show forced bits.
 Options:
   --guest-report FILE   the guest's report ("-" for standard input)
   --vmm-state FILE      the VMM's state
+  --qmp SOCKET          instead of --vmm-state: read it from a running QEMU with virtmiti's
+                        patches (host/qemu/patches) over its QMP Unix socket (qom-get per vCPU)
   --host-caps FILE      the host's capabilities (\`virtmiti host caps --json\`); default: trust the
                         caps recorded in the VMM state (said so in the output)
   --tap                 TAP 14: one subtest per vCPU, YAML diagnostics with expected/observed bits
@@ -40,17 +43,23 @@ error (the file, field path and expectation are printed); 3 the host caps file h
 export async function main(argv: string[], deps: { io?: Io } = {}): Promise<number> {
   const io = deps.io ?? stdio
   const { values: o } = parse('host check', argv, {
-    'guest-report': { type: 'string' }, 'vmm-state': { type: 'string' }, 'host-caps': { type: 'string' },
+    'guest-report': { type: 'string' }, 'vmm-state': { type: 'string' }, qmp: { type: 'string' }, 'host-caps': { type: 'string' },
     tap: { type: 'boolean' }, 'tap-version': { type: 'string' }, json: { type: 'boolean' }, 'no-color': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   })
   if (o.help) { io.out(CHECK_HELP); return EXIT.OK }
-  if (!o['guest-report'] || !o['vmm-state']) throw new UsageError('host check: --guest-report FILE and --vmm-state FILE are required')
+  if (o['vmm-state'] !== undefined && o.qmp !== undefined) throw new UsageError('host check: --vmm-state and --qmp are exclusive')
+  if (!o['guest-report'] || (!o['vmm-state'] && !o.qmp)) throw new UsageError('host check: --guest-report FILE and --vmm-state FILE (or --qmp SOCKET) are required')
   if (o.tap && o.json) throw new UsageError('host check: --tap and --json are exclusive')
   if (o['tap-version'] !== undefined && o['tap-version'] !== '13' && o['tap-version'] !== '14') throw new UsageError(`host check: --tap-version ${o['tap-version']}: expected 13 or 14`)
   if (o['guest-report'] === '-' && o['vmm-state'] === '-') throw new UsageError('host check: only one input can be standard input')
 
   const report = readLimited(o['guest-report'], REPORT_MAX_BYTES, 'guest report')
-  const state = readLimited(o['vmm-state'], VMM_STATE_MAX_BYTES, 'VMM state')
+  let state: string
+  if (o.qmp !== undefined) {
+    const s = await stateFromQmp(o.qmp)
+    if (!s.ok) { io.err(s.errors.map(e => `virtmiti: --qmp ${o.qmp}: ${e}\n`).join('')); return EXIT.USAGE }
+    state = JSON.stringify(s.state)
+  } else state = readLimited(o['vmm-state']!, VMM_STATE_MAX_BYTES, 'VMM state')
   const caps = o['host-caps'] !== undefined ? readLimited(o['host-caps'], 64 * 1024, 'host caps') : undefined
   // Input errors come first (issue 14 item 11): a garbage report with an unknowns-bearing caps
   // file is a usage/input error (2), not "could not tell" (3).

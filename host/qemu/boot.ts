@@ -30,7 +30,22 @@ export interface BootOptions {
   /** Directory for console.log and frames.log; default a new temp directory. */
   workDir?: string
   qemu?: string
+  /** Extra -cpu properties, e.g. ['virt-miti=on', 'bhi-ctrl=on'] (patched QEMU, host/qemu/patches). */
+  cpuProps?: readonly string[]
+  /** SMBIOS system UUID (-uuid): what the guest report carries as vmUuid. */
+  uuid?: string
+  /**
+   * Keep the guest up after its last section (virtmiti.hold=1) and call this with a QMP socket
+   * while it runs: the host reads QEMU's state, migrates, ... Then QEMU is told to quit over QMP.
+   */
+  held?: (g: HeldGuest) => Promise<void>
+  /** Firmware directories (-L): a QEMU built from source has no default data dir; Debian's packages hold seabios. */
+  dataDirs?: readonly string[]
+  /** More QEMU arguments (e.g. -incoming for a migration destination). */
+  extraArgs?: readonly string[]
 }
+
+export interface HeldGuest { qmpSocket: string; workDir: string; sections: Map<string, Section> }
 
 export interface BootResult {
   /** QEMU exited 0 before the timeout, the guest sent its done line, and no frame was bad. */
@@ -66,18 +81,21 @@ export function kvmUsable(): { ok: boolean; reason: string } {
 const qemuPath = (p: string): string => p.replace(/,/g, ',,')
 
 /** The kernel command line: serial console, reboot (= QEMU exit, -no-reboot) on panic, extras, the command list. */
-export function kernelCmdline(opts: Pick<BootOptions, 'append' | 'commands' | 'guestCommandTimeoutS'>): string {
+export function kernelCmdline(opts: Pick<BootOptions, 'append' | 'commands' | 'guestCommandTimeoutS' | 'held'>): string {
   const parts = ['console=ttyS0', 'panic=1', ...(opts.append ?? [])]
+  if (opts.held) parts.push('virtmiti.hold=1')
   if (opts.guestCommandTimeoutS !== undefined) parts.push(`virtmiti.timeout=${Math.max(1, Math.floor(opts.guestCommandTimeoutS))}`)
   parts.push(commandsParam(opts.commands ?? defaultCommands()))
   return parts.join(' ')
 }
 
 /** qemu-system-x86_64 arguments (pure, for tests and for printing the exact command). */
-export function qemuArgs(opts: BootOptions, accel: Accel, consoleLog: string, framesLog: string): string[] {
+export function qemuArgs(opts: BootOptions, accel: Accel, consoleLog: string, framesLog: string, qmpSocket?: string): string[] {
+  if (opts.cpuProps?.some(p => !/^[a-z0-9][a-z0-9_.-]*=[A-Za-z0-9_.-]+$/.test(p))) throw new Error(`-cpu properties must be name=value words: ${opts.cpuProps.join(',')}`)
+  if (opts.uuid !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(opts.uuid)) throw new Error(`-uuid ${opts.uuid}: expected a lower-case UUID`)
   return [
     '-accel', accel,
-    '-cpu', opts.cpu,
+    '-cpu', [opts.cpu, ...(opts.cpuProps ?? [])].join(','),
     '-smp', String(opts.smp ?? 2),
     '-m', String(opts.memMiB ?? 1024), // 320 MiB is the least that unpacks node (KVM-NOTES.md)
     '-kernel', opts.kernel,
@@ -89,7 +107,33 @@ export function qemuArgs(opts: BootOptions, accel: Accel, consoleLog: string, fr
     '-chardev', `file,id=virtmiti-frames,path=${qemuPath(framesLog)}`,
     '-serial', 'chardev:virtmiti-console', // ttyS0: kernel console and /init's log
     '-serial', 'chardev:virtmiti-frames',  // ttyS1: framed results only
+    ...(opts.dataDirs ?? []).flatMap(d => ['-L', d]),
+    ...(opts.uuid ? ['-uuid', opts.uuid] : []),
+    ...(qmpSocket ? ['-qmp', `unix:${qemuPath(qmpSocket)},server=on,wait=off`] : []),
+    ...(opts.extraArgs ?? []),
   ]
+}
+
+/** Wait for the done frame in the frames log (the guest holds after it), or for QEMU to exit. */
+async function waitForDone(framesLog: string, exited: () => boolean, deadline: number): Promise<boolean> {
+  while (!exited() && performance.now() < deadline) {
+    try { if (fs.readFileSync(framesLog, 'utf8').includes('\n@@virtmiti-done ')) return true } catch { /* not yet created */ }
+    await new Promise(r => setTimeout(r, 200))
+  }
+  return false
+}
+
+/** A new short directory for Unix sockets (removed with the process's other temp dirs by the OS). */
+export const socketDir = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'vm-sock-'))
+
+/** Tell QEMU to quit over QMP (the reply may not arrive: QEMU exits). */
+export async function qmpQuit(socket: string): Promise<void> {
+  const { Qmp } = await import('./qmp.js')
+  try {
+    const q = await Qmp.connect(socket, 5000)
+    await q.execute('quit').catch(() => undefined)
+    q.close()
+  } catch { /* already gone */ }
 }
 
 export async function bootGuest(opts: BootOptions): Promise<BootResult> {
@@ -103,7 +147,10 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
   fs.mkdirSync(workDir, { recursive: true })
   const consoleLog = path.join(workDir, 'console.log')
   const framesLog = path.join(workDir, 'frames.log')
-  for (const f of [consoleLog, framesLog]) fs.rmSync(f, { force: true })
+  // Sockets live in a short temp dir of their own: sun_path holds 108 bytes, and -qmp's legacy
+  // syntax cannot take a path with '=' (work dirs are named after command lines).
+  const qmpSocket = opts.held ? path.join(socketDir(), 'qmp.sock') : undefined
+  for (const f of [consoleLog, framesLog, ...(qmpSocket ? [qmpSocket] : [])]) fs.rmSync(f, { force: true })
   const empty = parseFrames('')
   const fail = (error: string, argv: string[] = []): BootResult => ({
     ok: false, accel, argv, wallMs: 0, timedOut: false, exitCode: null, signal: null,
@@ -111,7 +158,7 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
   })
   let argv: string[]
   try {
-    argv = qemuArgs(opts, accel, consoleLog, framesLog)
+    argv = qemuArgs(opts, accel, consoleLog, framesLog, qmpSocket)
   } catch (e) {
     return fail((e as Error).message)
   }
@@ -125,7 +172,9 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
   const qemu = opts.qemu ?? 'qemu-system-x86_64'
   const timeoutMs = opts.timeoutMs ?? 120_000
   const t0 = performance.now()
-  const run = await new Promise<{ code: number | null; signal: string | null; stderr: string; timedOut: boolean; spawnError?: string }>(resolve => {
+  let exited = false
+  let heldError: string | undefined
+  const runP = new Promise<{ code: number | null; signal: string | null; stderr: string; timedOut: boolean; spawnError?: string }>(resolve => {
     // coreutils timeout as a second guard: QEMU dies at the deadline (+5 s) even if this
     // process is killed first; our own timer sends SIGTERM, which timeout passes on to QEMU.
     const guardS = String(Math.ceil(timeoutMs / 1000) + 5)
@@ -136,8 +185,19 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
     child.stderr.on('data', (d: string) => { if (stderr.length < 1 << 20) stderr += d })
     const timer = setTimeout(() => { timedOut = true; child.kill('SIGTERM') }, timeoutMs)
     child.on('error', e => { clearTimeout(timer); resolve({ code: null, signal: null, stderr, timedOut, spawnError: e.message }) })
-    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stderr, timedOut }) })
+    child.on('close', (code, signal) => { clearTimeout(timer); exited = true; resolve({ code, signal, stderr, timedOut }) })
   })
+  if (opts.held && qmpSocket) {
+    if (await waitForDone(framesLog, () => exited, t0 + timeoutMs)) {
+      try {
+        await opts.held({ qmpSocket, workDir, sections: parseFrames(fs.readFileSync(framesLog, 'utf8')).sections })
+      } catch (e) {
+        heldError = `while the guest was held: ${(e as Error).message}`
+      }
+    }
+    if (!exited) await qmpQuit(qmpSocket)
+  }
+  const run = await runP
   const wallMs = performance.now() - t0
   let text = ''
   try { text = fs.readFileSync(framesLog, 'utf8') } catch { /* no frames: reported by the parser */ }
@@ -146,7 +206,8 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
     ok: false, accel, argv, wallMs, timedOut: run.timedOut, exitCode: run.code, signal: run.signal,
     sections: frames.sections, frames, consoleLog, framesLog, qemuStderr: run.stderr, notes,
   }
-  if (run.spawnError) result.error = `cannot start ${qemu}: ${run.spawnError}`
+  if (heldError) result.error = heldError
+  else if (run.spawnError) result.error = `cannot start ${qemu}: ${run.spawnError}`
   else if (run.code === 127) result.error = `${qemu} not found (apt-get install qemu-system-x86)`
   else if (run.timedOut) result.error = `no poweroff within ${timeoutMs} ms: QEMU killed (console: ${consoleLog})`
   else if (run.code !== 0) result.error = `${qemu} exited ${run.code ?? run.signal}: ${run.stderr.trim().split('\n').pop() ?? ''} (console: ${consoleLog})`

@@ -9,11 +9,13 @@ import type { BootOptions, BootResult } from './boot.js'
 import { parseFrames } from './frames.js'
 import type { ImageBuild } from './image.js'
 import { loadRecordedBoot, sectionMap } from './recorded-boot.js'
-import { bootName, builtinQemuDir, defaultSet, loadQemuMatrix, parseQemuMatrix, qemuTable, qemuTierUnavailable, runQemuTier, selectSet, tierPaths, type QemuBoot, type TierDeps } from './tier.js'
+import { QEMU_FAULTS } from './checks-patched.js'
+import { bootName, patchedBootName, builtinQemuDir, defaultSet, loadQemuMatrix, parseQemuMatrix, qemuTable, qemuTierUnavailable, runQemuTier, selectSet, tierPaths, type QemuBoot, type TierDeps } from './tier.js'
 
 t.test('built-in matrix: at least 4 models x 2 command lines, CI set exactly 4 x 2, unique names', async t => {
-  const m = loadQemuMatrix([builtinQemuDir()!])
-  t.same(m.errors, [])
+  const all = loadQemuMatrix([builtinQemuDir()!])
+  t.same(all.errors, [])
+  const m = { boots: all.boots.filter(b => b.vmm === 'stock') }
   const models = new Set(m.boots.map(b => b.cpu)), lines = new Set(m.boots.map(b => b.append.join(' ')))
   t.ok(models.size >= 4 && lines.size >= 2, `full: ${models.size} models x ${lines.size} command lines`)
   t.equal(m.boots.length, models.size * lines.size, 'the full set is the cross product')
@@ -22,6 +24,37 @@ t.test('built-in matrix: at least 4 models x 2 command lines, CI set exactly 4 x
   t.equal(new Set(m.boots.map(b => b.name)).size, m.boots.length)
   t.ok(m.boots.every(b => b.vcpus === 2), '2 vCPUs')
   t.equal(bootName('EPYC', ['spectre_bhi=on']), 'qemu: EPYC spectre_bhi=on')
+})
+
+t.test('patched matrix: the CI set covers what issue 11 "Done when" lists', async t => {
+  const m = loadQemuMatrix([builtinQemuDir()!])
+  const ci = selectSet(m.boots, 'ci').filter(b => b.vmm === 'patched').map(b => b.patched!)
+  t.ok(ci.length > 0 && ci.length <= 10, `${ci.length} patched CI boots (each 20-60 s under TCG)`)
+  t.same([...new Set(ci.map(b => b.expect?.bhi).filter(Boolean))].sort(), ['bhi-dis-s', 'retpoline', 'sw-loop', 'vulnerable'], 'the four BHI choices, by the kernel')
+  const ctrl = new Set(ci.map(b => b.expect?.mitiCtrl))
+  t.ok(ctrl.has(1n) && ctrl.has(2n) && ctrl.has(0n), 'CTRL 0x1, 0x2, and left at 0')
+  t.ok(ci.some(b => b.expect?.forcedMask === 0n && !b.fault) && ci.some(b => (b.expect?.forcedMask ?? 0n) !== 0n || (b.expect?.destForcedMask ?? 0n) !== 0n), 'a host that forces nothing, one that forces bits')
+  t.same(ci.filter(b => b.fault).map(b => b.fault).sort(), [...QEMU_FAULTS].sort(), 'every fault property, once')
+  t.ok(ci.some(b => b.migrateTo), 'one migration')
+  t.equal(patchedBootName(ci.find(b => b.migrateTo)!), 'qemu-patched: Cascadelake-Server-v2 on cascade-lake (default) -> sapphire-rapids')
+})
+
+t.test('patched matrix file errors: unknown fault, bad property, both shapes at once', async t => {
+  const head = 'description: d\nsource: s\nvmm: patched\n'
+  t.match(parseQemuMatrix(head + 'boots:\n  - { cpu: EPYC, host: zen3-milan, append: "", fault: crashes }\n', 'p.yaml').errors.join('\n'), /^p\.yaml:5:\d+: boots\.0\.fault: /m)
+  t.match(parseQemuMatrix(head + 'boots:\n  - { cpu: EPYC, host: zen3-milan, append: "", props: ["a,b=on"] }\n', 'p.yaml').errors.join('\n'), /boots\.0\.props\.0: expected a QEMU -cpu property/)
+  t.match(parseQemuMatrix(head + 'models: [{ cpu: EPYC }]\ncmdlines: [{ append: "" }]\n', 'p.yaml').errors.join('\n'), /vmm: stock takes models x cmdlines; vmm: patched takes a boots list/)
+})
+
+t.test('patched boots SKIP with the reason when the patched QEMU is not built', async t => {
+  const m = loadQemuMatrix([builtinQemuDir()!])
+  const b = m.boots.find(x => x.vmm === 'patched')!
+  const r = await runQemuTier({
+    boots: [b], paths: tierPaths()!,
+    deps: { build: () => image, boot: async () => { throw new Error('must not boot') }, findPatched: () => ({ unavailable: 'patched QEMU not built for these patches: run bash host/qemu/build-patched.sh' }) },
+  })
+  t.same(r.points.map(p => [p.ok, p.skip]), [[true, 'patched QEMU not built for these patches: run bash host/qemu/build-patched.sh']])
+  t.equal(r.rows[0]!.status, 'skip')
 })
 
 t.test('matrix file errors name file:line:column and the field', async t => {
@@ -53,7 +86,7 @@ t.test('unavailable pieces are named', async t => {
 
 // --- runQemuTier with injected build and boot -------------------------------------------------
 const recorded = loadRecordedBoot('skylake-server-lfence-bhi-off')
-const boot: QemuBoot = { name: bootName(recorded.cpu, recorded.append), cpu: recorded.cpu, append: recorded.append, ci: true, vcpus: 2, file: 'x.yaml' }
+const boot: QemuBoot = { name: bootName(recorded.cpu, recorded.append), cpu: recorded.cpu, append: recorded.append, ci: true, vcpus: 2, file: 'x.yaml', vmm: 'stock' }
 const image: ImageBuild = { ok: true, image: '/img', kernel: '/vmlinuz', key: 'k', cacheHit: true, ms: 5, log: '' }
 function fakeBoot(over: Partial<BootResult> = {}, sections = sectionMap(recorded)) {
   const calls: BootOptions[] = []

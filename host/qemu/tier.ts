@@ -13,26 +13,63 @@ import { packageRoot } from '../runner/catalog.js'
 import { bootGuest, type Accel, type BootOptions, type BootResult } from './boot.js'
 import { checkBoot, type BootFacts } from './checks.js'
 import { buildImage, type ImageBuild } from './image.js'
+import { QEMU_FAULTS } from './checks-patched.js'
+import { catalogHostCaps, newUuid, patchedCpuProps, patchedHeld, patchedPoints, type MigrationResult, type PatchedRun, type SideResult } from './patched.js'
+import { hex } from '../../contract/bits.js'
 
 // --- the matrix file -------------------------------------------------------------------------
 const cpuName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected a QEMU -cpu model name like Skylake-Server')
 const param = /^[A-Za-z0-9_.]+(=[A-Za-z0-9_.,=-]*)?$/
+const append = z.string().max(400).refine(s => s.split(' ').filter(Boolean).every(w => param.test(w)), 'expected space-separated kernel parameters (name or name=value)')
+const catalogId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'expected a CPU catalog id (scenarios/cpus/<id>.yaml), e.g. sapphire-rapids')
+const u64 = z.union([z.bigint(), z.number()]).transform(v => BigInt(v)).pipe(z.bigint().min(0n).max((1n << 64n) - 1n))
+const cpuProp = z.string().regex(/^[a-z0-9][a-z0-9_.-]*=(on|off|[0-9]+)$/, 'expected a QEMU -cpu property name=on|off|number, e.g. bhi-ctrl=on')
+/** One boot under the patched QEMU (host/qemu/patches): its purpose is what `expect` covers. */
+const PatchedBootDoc = z.strictObject({
+  cpu: cpuName,
+  props: z.array(cpuProp).max(16).optional().describe('extra -cpu properties of the guest model (guest-visible), e.g. bhi-ctrl=on'),
+  host: catalogId.describe('the host QEMU responds as (contract/CONTRACT.md section 5): its caps become virt-miti-host-* properties'),
+  append,
+  fault: z.enum(QEMU_FAULTS).optional().describe('x-virt-miti-fault: the fault this boot must catch by name'),
+  force: z.strictObject({ mask: u64, value: u64 }).optional().describe('spec-ctrl-force-mask / -value (userspace force)'),
+  migrateTo: catalogId.optional().describe('after the guest ran, migrate it to a second QEMU responding as this host'),
+  expect: z.strictObject({
+    bhi: z.enum(['not-affected', 'bhi-dis-s', 'sw-loop', 'retpoline', 'vmexit-sw-loop', 'vulnerable']).optional(),
+    mitiCtrl: u64.optional(),
+    forcedMask: u64.optional(),
+    destForcedMask: u64.optional(),
+  }).optional().describe('what this boot is in the matrix to cover (the kernel and host check stay the oracles)'),
+  ci: z.boolean().optional(), note: z.string().optional(),
+})
 export const QemuMatrixDoc = z.strictObject({
   description: z.string().min(1),
   source: z.string().min(1),
+  vmm: z.enum(['stock', 'patched']).optional().describe('stock: Debian\'s qemu-system-x86_64, the VMM that knows nothing; patched: host/qemu/build-patched.sh'),
   vcpus: z.union([z.bigint(), z.number()]).transform(Number).pipe(z.number().int().min(1).max(8)).optional(),
-  models: z.array(z.strictObject({ cpu: cpuName, ci: z.boolean().optional(), note: z.string().optional() })).min(1),
-  cmdlines: z.array(z.strictObject({
-    append: z.string().max(400).refine(s => s.split(' ').filter(Boolean).every(w => param.test(w)), 'expected space-separated kernel parameters (name or name=value)'),
-    ci: z.boolean().optional(), note: z.string().optional(),
-  })).min(1),
-})
+  models: z.array(z.strictObject({ cpu: cpuName, ci: z.boolean().optional(), note: z.string().optional() })).min(1).optional(),
+  cmdlines: z.array(z.strictObject({ append, ci: z.boolean().optional(), note: z.string().optional() })).min(1).optional(),
+  boots: z.array(PatchedBootDoc).min(1).optional(),
+}).refine(d => d.vmm === 'patched' ? d.boots !== undefined && !d.models && !d.cmdlines : d.boots === undefined && d.models !== undefined && d.cmdlines !== undefined,
+  'vmm: stock takes models x cmdlines; vmm: patched takes a boots list')
 
-export interface QemuBoot { name: string; cpu: string; append: string[]; ci: boolean; vcpus: number; file: string }
+export type PatchedBootSpec = z.infer<typeof PatchedBootDoc>
+export interface QemuBoot {
+  name: string; cpu: string; append: string[]; ci: boolean; vcpus: number; file: string
+  vmm: 'stock' | 'patched'
+  /** vmm patched only. */
+  patched?: PatchedBootSpec
+}
 export type QemuSet = 'ci' | 'full'
 
 /** "qemu: <model> <cmdline>" (the TAP subtest name, matched by --filter). */
 export const bootName = (cpu: string, append: readonly string[]): string => `qemu: ${cpu} ${append.join(' ') || '(default)'}`
+
+/** "qemu-patched: <cpu>[,props] on <host> <cmdline>[ fault <id>][ -> <host>]". */
+export function patchedBootName(b: PatchedBootSpec): string {
+  const cpu = [b.cpu, ...(b.props ?? [])].join(',')
+  const force = b.force ? ` force ${hex(b.force.mask)}/${hex(b.force.value)}` : ''
+  return `qemu-patched: ${cpu} on ${b.host} ${b.append.split(' ').filter(Boolean).join(' ') || '(default)'}${b.fault ? ` fault ${b.fault}` : ''}${force}${b.migrateTo ? ` -> ${b.migrateTo}` : ''}`
+}
 
 export function parseQemuMatrix(text: string, file: string): { boots: QemuBoot[]; errors: string[] } {
   const lc = new LineCounter()
@@ -50,11 +87,15 @@ export function parseQemuMatrix(text: string, file: string): { boots: QemuBoot[]
   }
   const m = r.data
   const boots: QemuBoot[] = []
-  for (const model of m.models) {
-    for (const c of m.cmdlines) {
+  for (const model of m.models ?? []) {
+    for (const c of m.cmdlines ?? []) {
       const append = c.append.split(' ').filter(Boolean)
-      boots.push({ name: bootName(model.cpu, append), cpu: model.cpu, append, ci: model.ci === true && c.ci === true, vcpus: m.vcpus ?? 2, file })
+      boots.push({ name: bootName(model.cpu, append), cpu: model.cpu, append, ci: model.ci === true && c.ci === true, vcpus: m.vcpus ?? 2, file, vmm: 'stock' })
     }
+  }
+  for (const b of m.boots ?? []) {
+    const append = b.append.split(' ').filter(Boolean)
+    boots.push({ name: patchedBootName(b), cpu: b.cpu, append, ci: b.ci === true, vcpus: m.vcpus ?? 2, file, vmm: 'patched', patched: b })
   }
   return { boots, errors: [] }
 }
@@ -91,11 +132,30 @@ export function builtinQemuDir(): string | undefined {
 }
 
 // --- what the tier needs ---------------------------------------------------------------------
-export interface TierPaths { agent: string; script: string; cacheDir: string }
+export interface TierPaths { agent: string; script: string; cacheDir: string; patchedScript?: string }
 
 export function tierPaths(root = packageRoot()): TierPaths | undefined {
   if (!root) return undefined
-  return { agent: path.join(root, 'dist', 'virtmiti-guest.mjs'), script: path.join(root, 'host', 'qemu', 'image', 'build-initramfs.sh'), cacheDir: path.join(root, '.cache', 'qemu') }
+  return {
+    agent: path.join(root, 'dist', 'virtmiti-guest.mjs'), script: path.join(root, 'host', 'qemu', 'image', 'build-initramfs.sh'), cacheDir: path.join(root, '.cache', 'qemu'),
+    patchedScript: path.join(root, 'host', 'qemu', 'build-patched.sh'),
+  }
+}
+
+/** The patched QEMU built for the current patch series (never builds: `.ci/setup` does), or why not. */
+export function findPatchedQemu(script: string | undefined, env: NodeJS.ProcessEnv = process.env): { path: string } | { unavailable: string } {
+  if (env['VIRTMITI_PATCHED_QEMU']) return { path: env['VIRTMITI_PATCHED_QEMU'] }
+  if (!script || !fs.existsSync(script)) return { unavailable: 'host/qemu/build-patched.sh not found (run from a checkout)' }
+  const r = spawnSync('bash', [script, '--cached-only'], { encoding: 'utf8', timeout: 30_000 })
+  const p = r.stdout?.trim().split('\n').pop()
+  if (r.status === 0 && p && fs.existsSync(p)) return { path: p }
+  return { unavailable: `patched QEMU not built for these patches: run bash host/qemu/build-patched.sh (${(r.stderr ?? '').trim().split('\n').pop() ?? ''})` }
+}
+
+/** `qemu --version`'s first line, e.g. "QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)". */
+export function qemuVersion(qemu: string): string | undefined {
+  const r = spawnSync(qemu, ['--version'], { encoding: 'utf8', timeout: 10_000 })
+  return r.status === 0 ? r.stdout.split('\n')[0]?.replace(/^QEMU emulator version /, '').slice(0, 64) : undefined
 }
 
 /** Why the tier cannot run here (the first missing piece), or undefined. */
@@ -119,6 +179,10 @@ export interface BootRow {
   seconds?: number
   guestDoneS?: number
   facts?: BootFacts
+  /** Which QEMU: Debian's (stock, the VMM that knows nothing) or host/qemu/patches applied. */
+  vmm?: { kind: 'stock' | 'patched'; version?: string; binary?: string }
+  /** Patched boots: host/qemu/patched.ts PatchedRun.extra (kernel, cmdline, host, mitiCtrl, forced, hostCheck, migration). */
+  patched?: Omit<PatchedRun['extra'], 'vmm'>
   failed?: string[]
   error?: string
   skip?: string
@@ -127,8 +191,9 @@ export interface BootRow {
 export interface TierDeps {
   build: (agent: string, cacheDir: string, script: string) => ImageBuild
   boot: (o: BootOptions) => Promise<BootResult>
+  findPatched?: (script: string | undefined) => { path: string } | { unavailable: string }
 }
-const realDeps: TierDeps = { build: (a, c, s) => buildImage(a, c, process.env, s), boot: bootGuest }
+const realDeps: TierDeps = { build: (a, c, s) => buildImage(a, c, process.env, s), boot: bootGuest, findPatched: s => findPatchedQemu(s) }
 
 export interface TierOptions {
   boots: readonly QemuBoot[]
@@ -169,8 +234,16 @@ export async function runQemuTier(o: TierOptions): Promise<TierResult> {
   const points: TapPoint[] = []
   const rows: BootRow[] = []
   const accel = o.accel ?? 'tcg'
+  const stockVersion = o.boots.some(b => b.vmm === 'stock') ? qemuVersion('qemu-system-x86_64') : undefined
+  const patchedBin = o.boots.some(b => b.vmm === 'patched') ? (deps.findPatched ?? (() => ({ unavailable: 'no patched-QEMU finder' })))(o.paths.patchedScript) : undefined
   for (const [k, b] of o.boots.entries()) {
-    const workDir = o.keepDir ? path.join(o.keepDir, b.name.replace(/^qemu: /, '').replace(/[^A-Za-z0-9_.,=-]+/g, '_')) : undefined
+    const workDir = o.keepDir ? path.join(o.keepDir, b.name.replace(/^qemu(-patched)?: /, '').replace(/[^A-Za-z0-9_.,=-]+/g, '_')) : undefined
+    if (b.vmm === 'patched') {
+      const r = await runPatchedBoot(b, { image: img.image, kernel: img.kernel }, patchedBin, deps, o, workDir)
+      points.push(r.point); rows.push(r.row)
+      o.progress?.(k + 1, o.boots.length, b.name)
+      continue
+    }
     const r = await deps.boot({ image: img.image, kernel: img.kernel, cpu: b.cpu, append: b.append, smp: b.vcpus, accel, timeoutMs: o.timeoutMs ?? 180_000, ...(workDir ? { workDir } : {}) })
     const seconds = sec1(r.wallMs)
     const bootPoint: TapPoint = {
@@ -186,13 +259,59 @@ export async function runQemuTier(o: TierOptions): Promise<TierResult> {
     const failed = sub.filter(p => !p.ok && p.skip === undefined).map(p => p.name)
     rows.push({
       name: b.name, cpu: b.cpu, append: b.append, status: ok ? 'pass' : 'fail', seconds, ...(r.frames.done?.uptimeS !== undefined ? { guestDoneS: r.frames.done.uptimeS } : {}),
-      facts: c.facts, ...(failed.length ? { failed } : {}), ...(r.error ? { error: r.error } : {}),
+      facts: c.facts, vmm: { kind: 'stock', ...(stockVersion ? { version: stockVersion } : {}) }, ...(failed.length ? { failed } : {}), ...(r.error ? { error: r.error } : {}),
     })
     // Logs of passing boots go unless asked to keep them (a boot writes ~100 kB).
     if (ok && !o.keepDir && !workDir) fs.rmSync(path.dirname(r.consoleLog), { recursive: true, force: true })
     o.progress?.(k + 1, o.boots.length, b.name)
   }
   return { points, rows, image }
+}
+
+/** Firmware for the patched build: Debian's qemu-system-data and seabios (KVM-NOTES.md "Building QEMU"). */
+export const PATCHED_DATA_DIRS = ['/usr/share/qemu', '/usr/share/seabios']
+
+/** One boot under the patched QEMU: boot with the guest held, QMP state + host check (+ migration). */
+async function runPatchedBoot(b: QemuBoot, img: { image: string; kernel: string }, bin: { path: string } | { unavailable: string } | undefined, deps: TierDeps, o: TierOptions, workDir: string | undefined): Promise<{ point: TapPoint; row: BootRow }> {
+  const spec = b.patched!
+  const base = { name: b.name, cpu: b.cpu, append: b.append }
+  if (!bin || 'unavailable' in bin) {
+    const why = bin && 'unavailable' in bin ? bin.unavailable : 'patched QEMU not found'
+    return { point: { ok: true, name: b.name, skip: why }, row: { ...base, status: 'skip', skip: why, vmm: { kind: 'patched' } } }
+  }
+  const caps = catalogHostCaps(spec.host)
+  const destCaps = spec.migrateTo ? catalogHostCaps(spec.migrateTo) : undefined
+  const bad = [caps, destCaps].find((c): c is string => typeof c === 'string')
+  if (bad || typeof caps === 'string' || typeof destCaps === 'string') {
+    return { point: { ok: false, name: b.name, diag: { error: bad } }, row: { ...base, status: 'fail', error: bad ?? 'bad host' } }
+  }
+  const sides: { src?: SideResult; mig?: MigrationResult } = {}
+  const opts: BootOptions = {
+    image: img.image, kernel: img.kernel, cpu: b.cpu, cpuProps: patchedCpuProps(spec, caps), append: b.append, smp: b.vcpus,
+    accel: 'tcg', timeoutMs: o.timeoutMs ?? 240_000, qemu: bin.path, dataDirs: PATCHED_DATA_DIRS, uuid: newUuid(), ...(workDir ? { workDir } : {}),
+  }
+  opts.held = patchedHeld(spec, bin.path, () => opts, caps, destCaps, sides)
+  const r = await deps.boot(opts)
+  const seconds = sec1(r.wallMs)
+  const bootPoint: TapPoint = {
+    ok: r.ok, name: `patched QEMU boots, /init sends every section, holds for QMP, quits (${r.accel})`,
+    ...(r.ok ? {} : { diag: { error: r.error ?? 'boot failed', console: r.consoleLog, frames: r.framesLog, qemuStderr: r.qemuStderr.trim().split('\n').slice(-4) } }),
+  }
+  const pr = patchedPoints(spec, r, b.vcpus, b.append, sides, bin.path)
+  const sub = [bootPoint, ...pr.points]
+  const ok = sub.every(p => p.ok || p.skip !== undefined)
+  const comments = [`boot-to-verdict ${seconds.toFixed(1)} s (QEMU start to quit, QMP reads${spec.migrateTo ? ', migration' : ''} and host check included${sides.mig?.ms !== undefined ? `; migration ${sides.mig.ms} ms` : ''})`, ...r.notes]
+  if (!ok) comments.push(`logs kept: ${path.dirname(r.consoleLog)}`)
+  const failed = sub.filter(p => !p.ok && p.skip === undefined).map(p => p.name)
+  const { vmm, ...extra } = pr.extra
+  if (ok && !o.keepDir && !workDir) fs.rmSync(path.dirname(r.consoleLog), { recursive: true, force: true })
+  return {
+    point: { ok, name: b.name, sub, comments },
+    row: {
+      ...base, status: ok ? 'pass' : 'fail', seconds, ...(r.frames.done?.uptimeS !== undefined ? { guestDoneS: r.frames.done.uptimeS } : {}),
+      facts: pr.facts, vmm, patched: extra, ...(failed.length ? { failed } : {}), ...(r.error ? { error: r.error } : {}),
+    },
+  }
 }
 
 /** One line per boot for stderr: the numbers issue 7 asks for. */
@@ -203,7 +322,9 @@ export function qemuTable(rows: readonly BootRow[]): string {
     const agent = f?.agentKernel ? `agent ${f.agentKernel.spectreV2}/${f.agentKernel.bhi}` : 'agent -'
     const pred = f?.agentExpected ? `predicted ${f.agentExpected.spectreV2}/${f.agentExpected.bhi}` : 'predicted -'
     const st = r.status === 'fail' ? 'FAIL' : r.status
-    return `${st.padEnd(4)} ${r.seconds !== undefined ? `${r.seconds.toFixed(1)}s`.padStart(6) : '     -'}  ${r.name}  | ${f?.kernelLine ?? r.skip ?? r.error ?? '-'} | ${agent} | ${pred}`
+    const p = r.patched
+    const vmm = p ? ` | CTRL ${p.mitiCtrl?.join(',') ?? '-'} forced ${p.forced?.map(x => x.mask).join(',') ?? '-'} host check ${p.hostCheck?.verdict ?? '-'}${p.migration ? ` | -> ${p.migration.to}: forced ${p.migration.forced?.map(x => x.mask).join(',') ?? '-'} host check ${p.migration.hostCheck?.verdict ?? p.migration.error ?? '-'}` : ''}` : ''
+    return `${st.padEnd(4)} ${r.seconds !== undefined ? `${r.seconds.toFixed(1)}s`.padStart(6) : '     -'}  ${r.name}  | ${f?.kernelLine ?? r.skip ?? r.error ?? '-'} | ${agent} | ${pred}${vmm}`
   })
   const n = (s: BootRow['status']) => rows.filter(r => r.status === s).length
   const secs = rows.filter(r => r.seconds !== undefined).map(r => r.seconds!)

@@ -14,6 +14,8 @@
 #   virtmiti.cmds=<base64 of "name<TAB>command" lines>  overrides /etc/virtmiti/commands
 #   virtmiti.timeout=<seconds>                            per-command limit (default 60)
 #   virtmiti.shell=1                                      drop to a shell instead of powering off
+#   virtmiti.hold=1                                       stay up after the last section (the host reads
+#                                                         QEMU's state over QMP, migrates, then quits QEMU)
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox mount -t devtmpfs dev /dev
@@ -38,6 +40,7 @@ exec 3>"$OUT"
 CMDS=/etc/virtmiti/commands
 TIMEOUT=60
 SHELL_AT_END=0
+HOLD=0
 for w in $(cat /proc/cmdline); do
   case "$w" in
     virtmiti.cmds=*)
@@ -45,6 +48,7 @@ for w in $(cat /proc/cmdline); do
       else log "virtmiti.cmds= is not valid base64; using $CMDS"; fi ;;
     virtmiti.timeout=*) TIMEOUT=${w#virtmiti.timeout=} ;;
     virtmiti.shell=1) SHELL_AT_END=1 ;;
+    virtmiti.hold=1) HOLD=1 ;;
   esac
 done
 
@@ -78,5 +82,6 @@ echo "@@virtmiti-done $COUNT $(uptime_s)" >&3
 exec 3>&-   # last close of the tty waits for its output to drain
 log "all sections sent"
 if [ "$SHELL_AT_END" = 1 ]; then setsid cttyhack sh; fi
+if [ "$HOLD" = 1 ]; then log "holding for the host (QMP quit ends this VM)"; while :; do sleep 3600; done; fi
 sync
 poweroff -f
