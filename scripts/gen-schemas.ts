@@ -17,6 +17,7 @@ import { HostCapsJson, HOST_CAPS_SCHEMA_ID } from '../contract/host-caps.js'
 import { vmmStateJsonSchema } from '../contract/vmm-state-json.js'
 import { scenarioJsonSchema } from '../contract/scenario.js'
 import { cpuModelJsonSchema } from '../contract/cpu-model-json.js'
+import { vmmJsonSchema } from '../contract/vmm-definition.js'
 
 /** File name -> [zod schema, document id, title]. The id is the document's own "schema" field. */
 const SCHEMAS: Record<string, [z.ZodType, string, string]> = {
@@ -31,6 +32,7 @@ const PREBUILT: Record<string, () => unknown> = {
   'vmm-state.schema.json': vmmStateJsonSchema,
   'scenario.schema.json': scenarioJsonSchema,
   'cpu-model.schema.json': cpuModelJsonSchema,
+  'vmm.schema.json': vmmJsonSchema,
 }
 
 /** The JSON Schema files as text, keyed by file name. Deterministic: same zod schemas, same bytes. */

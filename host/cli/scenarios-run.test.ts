@@ -101,12 +101,14 @@ t.test('bad scenario files: file:line:column, field, what was expected; exit via
   t.match((e2 as Error).message, /bad\.yaml:\d+:\d+: \(document\): YAML syntax/)
 })
 
-t.test('unknown catalog ids fail their run with the reason', async t => {
+// Issue 13: an unknown id is an input error (exit 2) before anything runs, naming the valid ids
+// and the directories searched.
+t.test('unknown CPU or VMM ids are input errors naming the valid ids and the directories searched', async t => {
   const d = tmp()
   fs.writeFileSync(path.join(d, 'x.yaml'), SCEN.replace('cpu: sapphire-rapids', 'cpu: no-such-cpu'))
-  const r = await run([d, '--tier', 'sim'])
-  t.equal(r.code, 1)
-  t.match(r.out, /error: "unknown host CPU no-such-cpu"/)
+  await t.rejects(run([d, '--tier', 'sim']), { constructor: InputError, message: /x\.yaml: unknown host CPU "no-such-cpu"; valid CPU ids: .*sapphire-rapids.* \(searched .*scenarios\/cpus\)/ })
+  fs.writeFileSync(path.join(d, 'x.yaml'), SCEN.replace(/profile: [a-z-]+/, 'profile: no-such-vmm'))
+  await t.rejects(run([d, '--tier', 'sim']), { constructor: InputError, message: /unknown VMM "no-such-vmm"; valid VMM ids: .*reference.* \(searched .*scenarios\/vmms\)/ })
 })
 
 t.test('--shard i/n: complete and disjoint over the selected runs', async t => {
@@ -194,7 +196,9 @@ t.test('a failing run is well-formed TAP 13 too, and --jobs keeps the order', as
   fs.writeFileSync(path.join(d, 'wrong.yaml'), SCEN.replace('mitiCtrl: [BHB_CLEAR_SEQ_S_USED]', 'mitiCtrl: []'))
   const r = await run([d, '--tier', 'sim', '--tap-version', '13'])
   t.equal(r.code, 1)
-  t.match(r.out, /not ok \d+ - migration-pool-cascade-lake-on-sapphire-rapids \[sim\] > MITI_CTRL per vCPU as expected/)
+  // TAP 13 keeps the subtest indented (readers skip it) and names the failing checks on the run's point.
+  t.match(r.out, /\n {4}not ok \d+ - MITI_CTRL per vCPU as expected\n/)
+  t.match(r.out, /\nnot ok 1 - migration-pool-cascade-lake-on-sapphire-rapids \[sim\]\n {2}---\n {2}failed:\n {4}- "MITI_CTRL per vCPU as expected"\n/)
   t.match(r.out, /extra:\n\s+- "BHB_CLEAR_SEQ_S_USED"/, 'the diagnostic names the bit')
   const p = await parseTap(r.out)
   t.equal(p.result.ok, false)
