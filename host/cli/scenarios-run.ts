@@ -55,7 +55,7 @@ Exit: 0 all passed (skipped points and runs allowed); 1 a run failed; 2 usage or
 file; 4 every selected run was skipped (DESIGN.md exit codes).
 `
 
-export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = {}): Promise<number> {
+export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean; machines?: RunContext['machines'] } = {}): Promise<number> {
   const io = opts.io ?? stdio
   const { values, positionals } = parse('scenarios run', argv, {
     tier: { type: 'string', default: 'all' },
@@ -109,7 +109,9 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
   })
   if (unresolved.length) throw new InputError(`scenarios run: ${unresolved.join('\n')}`)
   const ctx: RunContext = { cpus: cat.cpus, vmms: cat.vmms, machines: {} }
-  if (tiers.includes('sim')) ctx.machines.sim = simMachine
+  // opts.machines: a test's own tier (a slowed fake, to see TAP stream).
+  if (opts.machines) Object.assign(ctx.machines, opts.machines)
+  if (tiers.includes('sim') && !opts.machines?.sim) ctx.machines.sim = simMachine
   if (tiers.includes('kvm')) ctx.machines.kvm = await kvmMachine({ cpuid: cpuidMode, ...(values['no-cpuid-proof'] ? { prove: false } : {}) })
   if (tiers.includes('qemu')) ctx.machines.qemu = { unavailable: 'scenario cases do not run on the qemu tier: QEMU implements no virtual MSRs (its tier boots the scenarios/qemu matrix instead)' }
   // The qemu matrix: built-in, or a `qemu` directory next to each given cases path (as for `cpus`).
