@@ -21,13 +21,13 @@ export function loadVmmFile(path: string): VmmFileResult {
 
 export interface VmmCatalog { vmms: Map<string, VmmDefinition>; errors: LocatedError[] }
 
-/** Every *.yaml in `dir`, sorted by name. A bad file adds errors and is left out. */
+/** Every *.yaml in `dir`, sorted by id ("reference" before "reference-virtualized"). A bad file adds errors and is left out. */
 export function loadVmmCatalog(dir: string): VmmCatalog {
   const vmms = new Map<string, VmmDefinition>()
   const errors: LocatedError[] = []
   let names: string[]
   try {
-    names = readdirSync(dir).filter(n => /\.ya?ml$/.test(n)).sort()
+    names = readdirSync(dir).filter(n => /\.ya?ml$/.test(n)).sort((a, b) => a.replace(/\.ya?ml$/, '').localeCompare(b.replace(/\.ya?ml$/, '')))
   } catch (err) {
     return { vmms, errors: [{ file: dir, line: 1, column: 1, field: '(directory)', message: `cannot list: ${(err as Error).message}` }] }
   }
