@@ -25,5 +25,5 @@ t.test('--host-cpu cascade-lake: no BHI_CTRL, no RRSBA_CTRL: nothing derived', a
 
 t.test('--host-cpu: an unknown id names the valid ids and the directory; exactly one caps source', async t => {
   await t.rejects(expectMain(['--miti-ctrl', '0x1', '--host-cpu', 'nope'], { io: { out: () => {}, err: () => {} } }), { constructor: InputError, message: /--host-cpu nope: unknown CPU id; valid CPU ids: .*sapphire-rapids.* \(searched .*scenarios\/cpus\)/ })
-  await t.rejects(expectMain(['--miti-ctrl', '0x1', '--host-cpu', 'sapphire-rapids', '--caps', 'none'], { io: { out: () => {}, err: () => {} } }), { constructor: UsageError })
+  await t.rejects(expectMain(['--miti-ctrl', '0x1', '--host-cpu', 'sapphire-rapids', '--caps', 'none'], { io: { out: () => {}, err: () => {} } }), { constructor: UsageError, message: /exactly one of --host-caps FILE, --caps LIST or --host-cpu ID/ })
 })
