@@ -3,10 +3,10 @@
 // Sapphire Rapids (CONTRACT.md section 1: the guest picks the short BHB loop and retpoline, the
 // VMM can deploy BHI_DIS_S and RRSBA_DIS_S). Values are hand-written so these tests do not
 // depend on the catalog loader. Never imported by the agent.
-import type { PresentedCpu, CpuModel } from '../../contract/cpu-model.js'
-import type { HostCaps } from '../../contract/host-caps.js'
-import { simulatedPlatform } from '../../host/vmm/simulated.js'
-import { profileByName } from '../../host/vmm/profiles.js'
+import type { PresentedCpu, CpuModel } from '../contract/cpu-model.js'
+import type { HostCaps } from '../contract/host-caps.js'
+import { simulatedPlatform } from '../host/vmm/simulated.js'
+import { profileByName } from '../host/vmm/profiles.js'
 
 /** Skylake-SP-like: SPEC_CTRL, STIBP, ARCH_CAPABILITIES, SSBD; no leaf 7.2 controls (CONTRACT.md section 2 bit numbers). */
 export const SKYLAKE_LIKE: CpuModel = {
