@@ -1,4 +1,4 @@
-// Every faulty VMM profile in profiles.ts is caught by host check or by the section 3 conformance
+// Every faulty VMM profile of scenarios/vmms is caught by host check or by the section 3 conformance
 // probe, and every correct profile passes both: a new profile cannot be added without detection.
 import t from 'tap'
 import { check } from './check.js'

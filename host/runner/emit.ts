@@ -1,36 +1,24 @@
 // `scenarios run --emit DIR` (issue 13): per run, the files a VMM engineer must produce from their
 // own VMM (the guest report and the VMM state) plus the host caps and the host-check result, so
 // that `virtmiti host check` on them reproduces the run's verdict. Output-file rules: each file is
-// written to a temporary file in the same directory, created O_EXCL|O_NOFOLLOW, fsynced and
-// renamed over the target; no directory on the way is a symlink.
+// written to a temporary file in the same directory, created exclusively, fsynced and renamed
+// over the target; no directory the run creates or enters is a symlink.
 import * as fs from 'node:fs'
-import { randomBytes } from 'node:crypto'
-import { basename, dirname, join } from 'node:path'
+import { join } from 'node:path'
+import { writeFileAtomic } from '../../guest/atomic.js'
 import { hex } from '../../contract/bits.js'
 import { HOST_CAPS_SCHEMA_ID, type HostCaps } from '../../contract/host-caps.js'
 import type { ChainRun } from './chain.js'
 
 const json = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? hex(x) : x), 2) + '\n'
 
-/** Write `data` to `file` atomically, never through a symlink (the temp file is O_EXCL|O_NOFOLLOW). */
-export function writeFileExclusive(file: string, data: string): void {
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
-  const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants
-  let fd: number | undefined
-  try {
-    fd = fs.openSync(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644)
-    fs.writeSync(fd, data)
-    fs.fsyncSync(fd)
-    fs.closeSync(fd)
-    fd = undefined
-    // rename() replaces a symlink at `file` itself rather than writing through it.
-    fs.renameSync(tmp, file)
-  } catch (e) {
-    if (fd !== undefined) try { fs.closeSync(fd) } catch { /* already failing */ }
-    try { fs.unlinkSync(tmp) } catch { /* never created */ }
-    throw e
-  }
-}
+/**
+ * Write `data` to `file` atomically, never through a symlink: the project's one atomic writer
+ * (guest/atomic.ts: temp file beside the target created with O_CREAT|O_EXCL, which refuses an
+ * existing name or symlink, fsync, rename over the target, which replaces a symlink there
+ * rather than writing through it).
+ */
+export const writeFileExclusive = (file: string, data: string): void => writeFileAtomic(file, data)
 
 /** A real directory at `dir` (created if missing); a symlink or a non-directory there is refused. */
 export function realDir(dir: string): void {
