@@ -170,6 +170,16 @@ t.test('TAP 13 through prove (TAP::Harness), passing and failing, with no parse 
   // prove's own YAMLish reader got the diagnostics (Perl TAP::Parser, the library prove uses).
   const perl = spawnSync('perl', ['-MTAP::Parser', '-e', 'my $p = TAP::Parser->new({ source => $ARGV[0] }); my $n = 0; while (my $r = $p->next) { $n++ if $r->is_yaml } print "$n\\n"; print join("\\n", $p->parse_errors), "\\n"', path.join(d, 'fail.tap')], { encoding: 'utf8' })
   t.match(perl.stdout, /^[1-9]\d*\n\n$/, 'YAML blocks parsed, no parse errors')
+  // `host check --tap --tap-version 13` on a faulty run's emitted files: its "BIT: ..." diagnostics read whole too.
+  const out = path.join(d, 'emit')
+  await run(['--tier', 'sim', '--filter', 'faulty-forces-nothing', '--emit', out])
+  const e = path.join(out, 'faulty-forces-nothing', 'sim')
+  const { io, o } = capture()
+  t.equal(await checkMain(['--guest-report', path.join(e, 'guest-report.json'), '--vmm-state', path.join(e, 'vmm-state.json'), '--tap', '--tap-version', '13'], { io }), 1)
+  fs.writeFileSync(path.join(d, 'check.tap'), o.out)
+  const c = prove(path.join(d, 'check.tap'))
+  t.notMatch(c.stdout + c.stderr, /Parse errors|Bad plan|YAMLish|multi-line/, 'host check TAP 13 read whole')
+  t.match(c.stdout, /Failed tests?:/)
 })
 
 function tapParserCli(): string | undefined {
