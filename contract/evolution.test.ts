@@ -13,6 +13,7 @@ import { resolveScenario } from '../host/runner/resolve.js'
 import { loadCatalogs } from '../host/runner/catalogs.js'
 import { chainSetup, runChain } from '../host/runner/chain.js'
 import { simMachine } from '../host/runner/machines.js'
+import { checkFromText } from '../host/check/from-text.js'
 
 async function documents() {
   const f = loadScenarioFile(join(builtinCasesDir()!, 'migration-pool-cascade-lake-on-sapphire-rapids.yaml'))
@@ -55,4 +56,19 @@ t.test('today\'s document is read by a reader of a later v1 revision (its new fi
   // Why anything else is a new major: a required addition breaks the older documents.
   const NotV1 = GuestReport.extend({ kernelGeneration: z.string() })
   t.notOk(NotV1.safeParse(report).success, 'a required field would refuse every older document: that is v2')
+})
+
+t.test('host check (today\'s reader) checks a newer agent\'s report and a newer VMM\'s state as it checks today\'s', async t => {
+  const { report, state } = await documents()
+  const today = checkFromText({ report: JSON.stringify(report), state: JSON.stringify(state) })
+  const newer = checkFromText({
+    report: JSON.stringify({ ...report, kernelGeneration: '7.x', cpus: report.cpus.map((c: object) => ({ ...c, verdictId: 'ok' })) }),
+    state: JSON.stringify({ ...state, vmm: { ...state.vmm, build: 'x' } }),
+  })
+  t.ok(today.ok && newer.ok, 'both read')
+  if (today.ok && newer.ok) t.same(newer.result, today.result, 'same result')
+  // Unknown fields next to a real problem: refused, every problem listed.
+  const bad = checkFromText({ report: JSON.stringify({ ...report, kernelGeneration: '7.x', vmUuid: 'NOT-A-UUID' }), state: JSON.stringify(state) })
+  t.notOk(bad.ok)
+  if (!bad.ok) t.ok(bad.errors.some(e => /vmUuid/.test(e)) && bad.errors.some(e => /kernelGeneration/.test(e)), bad.errors.join('; '))
 })
