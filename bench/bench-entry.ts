@@ -3,10 +3,10 @@
 //   node guest/bundle/build.mjs --entry bench/bench-entry.ts --outfile dist/bench-report.mjs
 //   node dist/bench-report.mjs [vcpus]      (prints nothing; exit code of the report)
 import { main } from '../guest/cli/report.js'
-import { simGuest } from '../testing/sim-guest.js'
+import { REFERENCE_PROFILE, simGuestWith } from '../testing/sim-core.js'
 import { probe } from '../guest/probe.js'
 import { decide } from '../contract/decide.js'
 
 const vcpus = Number(process.argv[2] ?? 256)
-const { platform } = simGuest('reference', { vcpus })
+const { platform } = simGuestWith(REFERENCE_PROFILE, { vcpus })
 process.exitCode = await main(['--json'], { platform, probe: p => probe(p), decide, now: () => new Date(), out: () => {}, err: s => { process.stderr.write(s) } })

@@ -79,7 +79,7 @@ t.test('no code path of the agent calls wrmsr outside the two named gates', asyn
     })
   }
   t.same(offenders, [], 'wrmsr callers outside the gates')
-  const importers = files.filter(f => !TEST_SUPPORT.has(relative(ROOT, f)) && /from '[^']*(fake-platform|sim-guest|signal-child)\.js'/.test(readFileSync(f, 'utf8')))
+  const importers = files.filter(f => !TEST_SUPPORT.has(relative(ROOT, f)) && /from '[^']*(fake-platform|sim-guest|sim-core|signal-child)\.js'/.test(readFileSync(f, 'utf8')))
   t.same(importers.map(f => relative(ROOT, f)), [], 'agent code importing the write-capable test support')
   // The pattern itself must catch the obvious spellings, or the scan proves nothing.
   for (const s of ['platform.wrmsr(0, 1, 2n)', 'p . wrmsr (', "p['wrmsr'](", 'const { wrmsr } = platform']) t.ok(CALL.test(s), `pattern catches: ${s}`)
