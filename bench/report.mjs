@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `make bench` (issue 4): `guest report` on a simulated 256-vCPU guest (reference VMM profile), as
-// its own bundled process (guest/bundle/bench-entry.ts), against `node -e 0`: the ratio of medians
+// its own bundled process (bench/bench-entry.ts), against `node -e 0`: the ratio of medians
 // over alternating runs (goal <= 1.5x), with the spread, since this 2-core machine is shared.
 // Usage: node bench/report.mjs [--runs N] [--vcpus N]
 import { spawnSync } from 'node:child_process'
@@ -12,7 +12,7 @@ const arg = (name, dflt) => { const i = process.argv.indexOf(name); return i >= 
 const RUNS = Math.max(9, arg('--runs', 21))
 const VCPUS = arg('--vcpus', 256)
 const out = join(repo, 'dist', 'bench-report.mjs')
-const b = spawnSync(process.execPath, [join(repo, 'guest/bundle/build.mjs'), '--quiet', '--entry', join(repo, 'guest/bundle/bench-entry.ts'), '--outfile', out], { stdio: 'inherit' })
+const b = spawnSync(process.execPath, [join(repo, 'guest/bundle/build.mjs'), '--quiet', '--entry', join(repo, 'bench/bench-entry.ts'), '--outfile', out], { stdio: 'inherit' })
 if (b.status !== 0) process.exit(2)
 
 const time = (argv) => { const t = process.hrtime.bigint(); const r = spawnSync(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] }); const ms = Number(process.hrtime.bigint() - t) / 1e6; if (r.status !== 0) throw new Error(`${argv.join(' ')} exited ${r.status}: ${r.stderr}`); return ms }

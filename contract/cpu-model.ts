@@ -1,6 +1,6 @@
 // A CPU model as data (scenarios/cpus/*.yaml): the CPUID and ARCH_CAPABILITIES values
 // a host has or a VMM presents. Pure: loading YAML is done at the edges.
-import type { CpuidRegs } from '../guest/platform.js'
+import type { CpuidRegs } from './access.js'
 import { CPUID1_ECX_HYPERVISOR, CPUID7_EDX_ARCH_CAPABILITIES, hasBit32 } from './registers.js'
 
 export type Vendor = 'GenuineIntel' | 'AuthenticAMD' | 'HygonGenuine' | 'CentaurHauls' | '  Shanghai  '

@@ -6,7 +6,8 @@ import type { Facts, MsrFact, CpuFacts, CpuidFact } from './facts.js'
 import { hex, parseU64 } from './bits.js'
 
 export type { FactsJson } from './facts-schema.js'
-export const FACTS_SCHEMA_ID = 'virtmiti/facts/v1'
+import { FACTS_SCHEMA_ID } from './schema-ids.js'
+export { FACTS_SCHEMA_ID }
 
 const u32 = (s: string): number => Number.parseInt(s.slice(2), 16) >>> 0
 

@@ -2,7 +2,7 @@
 // input is validated: zod's start-up cost stays off the probe's hot path (see bench/).
 import { z } from 'zod'
 import { CPUID_LEAVES } from './facts.js'
-import { FACTS_SCHEMA_ID } from './facts-json.js'
+import { FACTS_SCHEMA_ID } from './schema-ids.js'
 
 const hex32 = z.string().regex(/^0x[0-9a-f]{1,8}$/, 'a 32-bit value as "0x" lower-case hex')
 const hex64 = z.string().regex(/^0x[0-9a-f]{1,16}$/, 'a 64-bit value as "0x" lower-case hex')

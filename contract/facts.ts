@@ -1,6 +1,6 @@
 // Facts: what one machine shows, per CPU (issue 2). Pure data; the probe gathers it,
 // the decision reads it, --record/--replay store it as JSON (see facts-json.ts).
-import type { AccessFault, CpuidRegs } from '../guest/platform.js'
+import type { AccessFault, CpuidRegs } from './access.js'
 
 /** CPUID leaves the probe reads, keyed "leaf.subleaf" in hex: the contract needs no others. */
 export const CPUID_LEAVES = [

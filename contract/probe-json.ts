@@ -5,7 +5,8 @@ import type { DecisionJsonT } from './probe-schema.js'
 import { hex } from './bits.js'
 
 export type { ProbeJson } from './probe-schema.js'
-export const PROBE_SCHEMA_ID = 'virtmiti/probe/v1'
+import { PROBE_SCHEMA_ID } from './schema-ids.js'
+export { PROBE_SCHEMA_ID }
 
 export function decisionToJson(d: Decision): DecisionJsonT {
   return {

@@ -1,7 +1,7 @@
 // zod schema of the `guest probe --json` document; published as JSON Schema by `make schemas`.
 import { z } from 'zod'
 import { FactsJson } from './facts-schema.js'
-import { PROBE_SCHEMA_ID } from './probe-json.js'
+import { PROBE_SCHEMA_ID } from './schema-ids.js'
 
 const hex64 = z.string().regex(/^0x[0-9a-f]{1,16}$/)
 const tri = z.union([z.boolean(), z.literal('unknown')])

@@ -3,7 +3,8 @@
 // paths to file:line:column. Expectations in scenario files are written by hand from
 // contract/CONTRACT.md (each file cites the sections in `source`), never computed by the code under test.
 import { z } from 'zod'
-import { ARCH_CAPABILITIES, SPEC_CTRL, VIRTUAL_MITIGATION_CTRL, type RegisterDef } from './registers.js'
+import { ARCH_CAPABILITIES, CPUID_7_0_EDX, CPUID_7_2_EDX, SPEC_CTRL, VIRTUAL_MITIGATION_CTRL, type RegisterDef } from './registers.js'
+import { VmmDoc, integerIndices } from './vmm-definition.js'
 
 export const TIERS = ['sim', 'kvm', 'qemu'] as const
 export type Tier = (typeof TIERS)[number]
@@ -18,6 +19,14 @@ export const CAUGHT_RE = /^(guest|check|selftest|reset)\.[a-zA-Z][a-zA-Z0-9-]{0,
 function bitName(reg: RegisterDef) {
   const names = reg.bits.map(b => b.name) as [string, ...string[]]
   return z.enum(names, { message: `expected a ${reg.name} bit name (${names.join(', ')})` })
+}
+
+const RAW_BIT = /^bit (\d{1,2})$/
+/** Distinct bit names of `reg`, or "bit N" with N < width (as in scenarios/cpus files). */
+function rawBitList(reg: RegisterDef, width: number) {
+  const names = reg.bits.map(b => b.name)
+  return z.array(z.string().refine(x => names.includes(x) || (RAW_BIT.test(x) && Number(RAW_BIT.exec(x)![1]) < width), { message: `expected a ${reg.name} bit name (${names.join(', ')}) or "bit N" with N < ${width}` }), { message: `expected a list of ${reg.name} bit names` })
+    .max(64).refine(a => new Set(a).size === a.length, { message: `expected each ${reg.name} bit at most once` })
 }
 
 function bitList(reg: RegisterDef) {
@@ -52,6 +61,11 @@ export const ScenarioDoc = z.strictObject({
   host: z.strictObject({
     /** The real hardware the VMM runs on: its caps drive the VMM response (contract/CONTRACT.md section 5). */
     cpu: catalogId('host CPU').describe('The real hardware the VMM runs on (scenarios/cpus/<id>.yaml): its caps drive the VMM response (contract/CONTRACT.md section 5)'),
+    /** Overrides of the catalog model's registers (bit names, as in scenarios/cpus): a host of that model with other microcode or settings. */
+    archCapabilities: rawBitList(ARCH_CAPABILITIES, 64).nullable().optional()
+      .describe('The host\'s IA32_ARCH_CAPABILITIES instead of the model\'s (bit names or "bit N"; null: no such MSR): BHI_NO and RRSBA drive section 5'),
+    cpuid7_0_edx: rawBitList(CPUID_7_0_EDX, 32).optional().describe('The host\'s CPUID.(7,0):EDX instead of the model\'s (STIBP, SSBD: forcible bits, v3 01/10)'),
+    cpuid7_2_edx: rawBitList(CPUID_7_2_EDX, 32).optional().describe('The host\'s CPUID.(7,2):EDX instead of the model\'s (BHI_CTRL, RRSBA_CTRL drive section 5)'),
   }),
   guest: z.strictObject({
     /** The CPU model the VMM presents (may differ from the host: the migration pool, contract/CONTRACT.md section 1). */
@@ -65,10 +79,14 @@ export const ScenarioDoc = z.strictObject({
     hypervisor: z.boolean({ message: 'expected true or false' }).optional(),
     vcpus: vcpuCount,
   }),
-  vmm: z.strictObject({
-    /** A VMM profile name (host/vmm/profiles.ts). */
-    profile: z.string({ message: 'expected a VMM profile name' }).regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'expected a VMM profile name like "reference"'),
-  }),
+  /** A VMM definition by id (scenarios/vmms/<id>.yaml, or --vmms DIR), or one written inline. */
+  vmm: z.union([
+    z.strictObject({
+      profile: z.string({ message: 'expected a VMM id' }).regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'expected a VMM id like "reference" (scenarios/vmms/<id>.yaml)')
+        .describe('A VMM definition id: scenarios/vmms/<id>.yaml or a file of a --vmms DIR'),
+    }),
+    z.strictObject({ define: VmmDoc.describe('A VMM definition written inline (the format of scenarios/vmms/*.yaml; id optional)') }),
+  ], { message: 'expected { profile: <id> } or { define: { ...VMM definition } }' }),
   kernel: z.strictObject({
     /** /proc/cmdline of the guest kernel. */
     cmdline: z.string({ message: 'expected the kernel command line as a string ("" for none)' }).max(4096),
@@ -92,6 +110,9 @@ export const ScenarioDoc = z.strictObject({
     ], { message: 'expected { mask: [...], value: [...] } of SPEC_CTRL bit names, or { perVcpu: [{ mask, value }, ...] }' }),
     /** pass: a correct VMM, everything checks out. fail: a faulty VMM that must be caught as `caught` says. */
     verdict: z.enum(['pass', 'fail'], { message: 'expected "pass" or "fail"' }).describe('pass: a correct VMM; fail: a faulty VMM that must be caught as `caught` says'),
+    /** The host check's outcome per vCPU (true: every item of that vCPU ok), for faults confined to some vCPUs. */
+    hostCheck: z.strictObject({ perVcpu: z.array(z.boolean({ message: 'expected true (all items ok) or false' })).min(1).max(64) }).optional()
+      .describe('The first host check\'s outcome per vCPU: true when every item of that vCPU is ok'),
     caught: z.strictObject({
       check: z.string({ message: 'expected a check id' }).regex(CAUGHT_RE, 'expected "guest.report", "check.<item>", "selftest.<rule>" or "reset.<item>"'),
       /** The bit the failure must name (SPEC_CTRL or MITI_CTRL name); omit only for selftest rules. */
@@ -110,6 +131,16 @@ export const ScenarioDoc = z.strictObject({
   if (!Array.isArray(m) && m.perVcpu.length !== n) ctx.addIssue({ code: 'custom', path: ['expected', 'mitiCtrl', 'perVcpu'], message: `expected ${n} entries (guest.vcpus), got ${m.perVcpu.length}` })
   const f = s.expected.forced
   if ('perVcpu' in f && f.perVcpu.length !== n) ctx.addIssue({ code: 'custom', path: ['expected', 'forced', 'perVcpu'], message: `expected ${n} entries (guest.vcpus), got ${f.perVcpu.length}` })
+  const hc = s.expected.hostCheck
+  if (hc && hc.perVcpu.length !== n) ctx.addIssue({ code: 'custom', path: ['expected', 'hostCheck', 'perVcpu'], message: `expected ${n} entries (guest.vcpus), got ${hc.perVcpu.length}` })
+  if ('define' in s.vmm) {
+    const d = s.vmm.define
+    const init = d.ctrl?.initial
+    if (init && !Array.isArray(init) && init.perVcpu.length !== n) ctx.addIssue({ code: 'custom', path: ['vmm', 'define', 'ctrl', 'initial', 'perVcpu'], message: `expected ${n} entries (guest.vcpus), got ${init.perVcpu.length}` })
+    ;(d.faults ?? []).forEach((x, i) => {
+      if (typeof x !== 'string') (x.vcpus ?? []).forEach((v, j) => { if (v >= n) ctx.addIssue({ code: 'custom', path: ['vmm', 'define', 'faults', i, 'vcpus', j], message: `expected a vCPU index below ${n} (guest.vcpus)` }) })
+    })
+  }
 })
 
 export type ScenarioDoc = z.output<typeof ScenarioDoc>
@@ -169,7 +200,7 @@ export function scenarioJsonSchema(): Record<string, unknown> {
     title: 'virtmiti scenario v1',
     description: 'One end-to-end scenario: host CPU, presented guest CPU, VMM profile, guest kernel state, and the hand-written expectations (contract/CONTRACT.md sections 3-6).',
     // vcpus accepts YAML integers (parsed as bigint); input form is the documented one.
-    ...withIntegerVcpus(z.toJSONSchema(ScenarioDoc, { io: 'input', unrepresentable: 'any' }) as Record<string, any>),
+    ...withIntegerVcpus(integerIndices(z.toJSONSchema(ScenarioDoc, { io: 'input', unrepresentable: 'any' }) as Record<string, any>)),
   }
 }
 

@@ -2,16 +2,9 @@
 // All calls are synchronous: /dev/cpu pread/pwrite, the in-process emulation and
 // KVM_RUN through koffi are all blocking calls, and a sync API keeps the agent simple.
 
-/** The four 32-bit registers CPUID returns, as unsigned Numbers. */
-export interface CpuidRegs { eax: number; ebx: number; ecx: number; edx: number }
-
-/**
- * Why an access did not produce a value. `errno` is the Linux name the msr/cpuid
- * drivers would give (EIO = the instruction faulted with #GP, ENOENT = no driver,
- * ENXIO = no such CPU, EACCES/EPERM = not permitted); platforms that are not
- * devcpu use the same names for the same meaning so callers need one mapping.
- */
-export interface AccessFault { errno: string; message: string }
+import type { AccessFault, CpuidRegs } from '../contract/access.js'
+// The register and fault types live in the contract (they name what the rules are about).
+export type { AccessFault, CpuidRegs }
 
 export type CpuidResult = { ok: true; regs: CpuidRegs } | { ok: false; fault: AccessFault }
 export type MsrRead = { ok: true; value: bigint } | { ok: false; fault: AccessFault }

@@ -18,6 +18,7 @@ import { vmmStateJsonSchema } from '../contract/vmm-state-json.js'
 import { scenarioJsonSchema } from '../contract/scenario.js'
 import { cpuModelJsonSchema } from '../contract/cpu-model-json.js'
 import { CHECK_RESULT_SCHEMA_ID, CheckResultJson, EXPECT_SCHEMA_ID, ExpectJson } from '../contract/host-output-schemas.js'
+import { vmmJsonSchema } from '../contract/vmm-definition.js'
 
 /** File name -> [zod schema, document id, title]. The id is the document's own "schema" field. */
 const SCHEMAS: Record<string, [z.ZodType, string, string]> = {
@@ -37,6 +38,7 @@ const PREBUILT: Record<string, () => unknown> = {
   'vmm-state.schema.json': vmmStateJsonSchema,
   'scenario.schema.json': scenarioJsonSchema,
   'cpu-model.schema.json': cpuModelJsonSchema,
+  'vmm.schema.json': vmmJsonSchema,
 }
 
 /** The JSON Schema files as text, keyed by file name. Deterministic: same zod schemas, same bytes. */

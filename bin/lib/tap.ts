@@ -29,21 +29,33 @@ function yamlBlock(diag: Record<string, unknown>, indent: string): string[] {
 }
 
 function lines(points: TapPoint[], indent: string, version: TapVersion): string[] {
-  const out = [`${indent}1..${points.length}`]
-  points.forEach((p, i) => {
-    for (const c of p.comments ?? []) out.push(`${indent}# ${safeText(c)}`)
-    if (p.sub) {
-      out.push(`${indent}# Subtest: ${clean(p.name)}`)
-      out.push(...lines(p.sub, indent + '    ', version))
-    }
-    let line = `${indent}${p.ok || p.skip !== undefined ? 'ok' : 'not ok'} ${i + 1} - ${clean(p.name)}`
-    if (p.skip !== undefined) line += ` # SKIP ${clean(p.skip)}`
-    else if (p.todo !== undefined) line += ` # TODO ${clean(p.todo)}`
-    out.push(line)
-    if (p.diag && Object.keys(p.diag).length > 0) out.push(...yamlBlock(p.diag, indent))
-  })
+  return [`${indent}1..${points.length}`, ...points.flatMap((p, i) => pointLines(p, i + 1, indent, version))]
+}
+
+/** One test point (its comments, its subtest, the point line, its diagnostics) numbered `n`. */
+function pointLines(p: TapPoint, n: number, indent: string, version: TapVersion): string[] {
+  const out: string[] = []
+  for (const c of p.comments ?? []) out.push(`${indent}# ${safeText(c)}`)
+  if (p.sub) {
+    out.push(`${indent}# Subtest: ${clean(p.name)}`)
+    out.push(...lines(p.sub, indent + '    ', version))
+  }
+  let line = `${indent}${p.ok || p.skip !== undefined ? 'ok' : 'not ok'} ${n} - ${clean(p.name)}`
+  if (p.skip !== undefined) line += ` # SKIP ${clean(p.skip)}`
+  else if (p.todo !== undefined) line += ` # TODO ${clean(p.todo)}`
+  out.push(line)
+  if (p.diag && Object.keys(p.diag).length > 0) out.push(...yamlBlock(p.diag, indent))
   return out
 }
+
+/**
+ * Streaming (issue 13): the header and plan up front, then each top-level point as its run
+ * completes. Subtests stay nested (indented) in both versions: TAP 13 readers such as Perl's
+ * TAP::Harness read the indented lines as unknown and ignore them, so the plan counts the
+ * top-level points and is known before anything runs.
+ */
+export const tapStreamHeader = (plan: number, version: TapVersion = 14): string => `TAP version ${version}\n1..${plan}\n`
+export const tapStreamPoint = (p: TapPoint, n: number, version: TapVersion = 14): string => pointLines(p, n, '', version).join('\n') + '\n'
 
 /** A whole TAP document. TAP 13 has no subtest syntax: subtests are flattened with "parent > child" names. */
 export function tapDocument(points: TapPoint[], version: TapVersion = 14): string {

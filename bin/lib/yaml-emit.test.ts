@@ -27,3 +27,13 @@ t.test('indentation is applied to every line', async t => {
   t.same(lines, ['    a:', '      b:', '        - 1', '        - 2'])
   t.same(emitYaml('scalar'), ['"scalar"'])
 })
+
+// Perl's TAP::Parser::YAMLish (prove, TAP::Harness 3.44) reads `- "WORD: ..."` as a mapping and dies
+// on the quote ("does not support multi-line quoted scalars"); the colon is written \x3a there.
+t.test('sequence items that look like "KEY: ..." are YAMLish-safe and read back the same in YAML', async t => {
+  const v = { failures: ['BHI_DIS_S: CTRL.BHB_CLEAR_SEQ_S_USED set, nothing forced', 'plain item', 'a: b', 'x', 'has: two: colons'] }
+  const lines = emitYaml(v)
+  t.same(lines.slice(1), ['  - "BHI_DIS_S\\x3a CTRL.BHB_CLEAR_SEQ_S_USED set, nothing forced"', '  - "plain item"', '  - "a\\x3a b"', '  - "x"', '  - "has\\x3a two\\x3a colons"'])
+  t.same(parse(lines.join('\n')), v, 'YAML reads the same strings')
+  t.same(emitYaml({ k: 'KEY: value' }), ['k: "KEY: value"'], 'mapping values need no escaping')
+})

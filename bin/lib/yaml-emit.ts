@@ -17,13 +17,23 @@ function scalar(v: unknown): string {
   return quote(String(v))
 }
 
+/**
+ * A sequence item: Perl's TAP::Parser::YAMLish reader (TAP::Harness 3.44, Debian 12's prove) takes
+ * `- "WORD: ..."` for a mapping and then fails on the unterminated quote; a colon written as the
+ * YAML escape \x3a reads the same in every YAML parser and leaves the line a plain sequence item.
+ */
+function itemScalar(v: unknown): string {
+  const s = scalar(v)
+  return /^- \S+\s*:(\s|$)/.test(`- ${s}`) ? s.replace(/:/g, '\\x3a') : s
+}
+
 const isBlock = (v: unknown): v is object =>
   typeof v === 'object' && v !== null && (Array.isArray(v) ? v.length > 0 : Object.keys(v).length > 0)
 
 export function emitYaml(v: unknown, indent = ''): string[] {
   if (Array.isArray(v)) {
     return v.flatMap(item => {
-      if (!isBlock(item)) return [`${indent}- ${Array.isArray(item) ? '[]' : typeof item === 'object' && item ? '{}' : scalar(item)}`]
+      if (!isBlock(item)) return [`${indent}- ${Array.isArray(item) ? '[]' : typeof item === 'object' && item ? '{}' : itemScalar(item)}`]
       const [first, ...rest] = emitYaml(item, indent + '  ')
       return [`${indent}- ${first!.trimStart()}`, ...rest]
     })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { runReport, cpuList, REPORT_SCHEMA, type ReportOptions } from './report.js'
-import { fakePlatform, miniProbe, handDecision, type FakeOptions } from './test-support.js'
+import { fakePlatform, miniProbe, handDecision, type FakeOptions } from '../../testing/fake-platform.js'
 import { GuestReport, REPORT_SCHEMA_ID } from '../../contract/report-json.js'
 import { MSR, ARCH_CAP_VIRTUAL_ENUM } from '../../contract/registers.js'
 import type { MitiCtrlWish } from '../../contract/miti-ctrl.js'

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gatedWrite } from './write-gate.js'
-import { fakePlatform } from './test-support.js'
+import { fakePlatform } from '../../testing/fake-platform.js'
 import { MSR } from '../../contract/registers.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -66,7 +66,7 @@ const ALLOWED = new Set(['guest/apply/write-gate.ts', 'guest/selftest/test-write
 const FORWARDERS = new Map([['guest/selftest/supervisor.ts', /^\s*wrmsr\(cpu: number, index: number, value: bigint\): MsrWrite \{ this\.beat\(\); return this\.inner\.wrmsr\(cpu, index, value\) \}$/]])
 // Test support that sets up a VMM's state from outside the agent (never imported by the agent:
 // checked below).
-const TEST_SUPPORT = new Set(['guest/apply/test-support.ts', 'guest/selftest/signal-child.ts', 'guest/selftest/slow-child.ts'])
+const TEST_SUPPORT = new Set(['testing/fake-platform.ts', 'testing/signal-child.ts', 'guest/selftest/slow-child.ts'])
 const CALL = /\.\s*wrmsr\s*\(|\[\s*['"`]wrmsr['"`]\s*\]|\{[^}]*\bwrmsr\b[^}]*\}\s*=\s*\w/
 
 t.test('no code path of the agent calls wrmsr outside the two named gates', async t => {
@@ -82,7 +82,7 @@ t.test('no code path of the agent calls wrmsr outside the two named gates', asyn
     })
   }
   t.same(offenders, [], 'wrmsr callers outside the gates')
-  const importers = files.filter(f => !TEST_SUPPORT.has(relative(ROOT, f)) && /from '[^']*(test-support|signal-child|slow-child)\.js'/.test(readFileSync(f, 'utf8')))
+  const importers = files.filter(f => !TEST_SUPPORT.has(relative(ROOT, f)) && /from '[^']*(fake-platform|sim-guest|sim-core|signal-child|slow-child)\.js'/.test(readFileSync(f, 'utf8')))
   t.same(importers.map(f => relative(ROOT, f)), [], 'agent code importing the write-capable test support')
   // The pattern itself must catch the obvious spellings, or the scan proves nothing.
   for (const s of ['platform.wrmsr(0, 1, 2n)', 'p . wrmsr (', "p['wrmsr'](", 'const { wrmsr } = platform']) t.ok(CALL.test(s), `pattern catches: ${s}`)

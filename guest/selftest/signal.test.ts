@@ -12,7 +12,7 @@ t.teardown(() => rmSync(tmp, { recursive: true, force: true }))
 const child = join(tmp, 'signal-child.mjs')
 
 t.before(async () => {
-  await build({ entryPoints: [join(HERE, 'signal-child.ts')], outfile: child, bundle: true, platform: 'node', format: 'esm', target: 'node18', logLevel: 'warning' })
+  await build({ entryPoints: [join(HERE, '..', '..', 'testing', 'signal-child.ts')], outfile: child, bundle: true, platform: 'node', format: 'esm', target: 'node18', logLevel: 'warning' })
 })
 
 for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {

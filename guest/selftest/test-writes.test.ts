@@ -1,6 +1,6 @@
 import t from 'tap'
 import { SELFTEST_WRITE_RULES, TERMINATING_SIGNALS, TestWrites, type SignalHost } from './test-writes.js'
-import { fakePlatform } from '../apply/test-support.js'
+import { fakePlatform } from '../../testing/fake-platform.js'
 import { MSR } from '../../contract/registers.js'
 
 t.test('selftest gate refuses ARCH_CAPABILITIES and MSRs off its list, writing nothing', async t => {

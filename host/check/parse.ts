@@ -1,6 +1,7 @@
 // Untrusted input parsing for `host check` (issue 3): size limit, JSON.parse in try, strict
 // schema validation, errors naming the field path and what was expected. Never throws.
 import { z } from 'zod'
+import { parseGrowing } from '../../contract/evolution.js'
 import { GuestReport, REPORT_MAX_BYTES } from '../../contract/report-json.js'
 import { VMM_STATE_MAX_BYTES, VmmState } from '../../contract/vmm-state-json.js'
 import { HostCapsJson } from '../../contract/host-caps.js'
@@ -40,7 +41,8 @@ function parseText<T>(what: string, text: string, maxBytes: number, schema: z.Zo
       const msg = e instanceof Error ? e.message : String(e)
       return { ok: false, errors: [`${what}: not valid JSON (${msg.slice(0, 200)})`] }
     }
-    const r = schema.safeParse(json)
+    // A later v1 revision may add optional fields: read what this version knows, ignore the rest (contract/EVOLUTION.md).
+    const r = parseGrowing(schema, json)
     if (!r.success) return { ok: false, errors: formatIssues(what, r.error.issues) }
     return { ok: true, value: r.data }
   } catch (e) {

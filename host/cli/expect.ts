@@ -11,11 +11,12 @@ import { PROFILES, profileByName } from '../vmm/profiles.js'
 import type { VmmProfile } from '../vmm/profile.js'
 import { readLimited } from './read-input.js'
 import { safeText } from '../../bin/lib/escape.js'
+import { catalogHostCaps } from '../runner/host-cpu.js'
 
 export { EXPECT_SCHEMA_ID } from '../../contract/host-output-schemas.js'
 import { EXPECT_SCHEMA_ID } from '../../contract/host-output-schemas.js'
 
-export const EXPECT_HELP = `Usage: virtmiti host expect (--guest-report FILE | --miti-ctrl LIST) (--host-caps FILE | --caps LIST) [options]
+export const EXPECT_HELP = `Usage: virtmiti host expect (--guest-report FILE | --miti-ctrl LIST) (--host-caps FILE | --caps LIST | --host-cpu ID) [options]
 
 Prints, per vCPU, the SPEC_CTRL bits the VMM must force (mask) and their values, with the
 contract/CONTRACT.md section 5 rule behind every bit.
@@ -26,6 +27,7 @@ Options:
   --host-caps FILE        host caps (\`virtmiti host caps --json\`)
   --caps LIST             host caps that are present, e.g. bhiCtrl,rrsbaCtrl,rrsba,stibp,ssbd
                           (names: ${HOST_CAP_NAMES.join(', ')}; "none" for none)
+  --host-cpu ID           host caps of a catalog CPU model (scenarios/cpus/<id>.yaml), e.g. sapphire-rapids
   --profile NAME          VMM profile (default reference): ${[...PROFILES.keys()].join(', ')}
   --userspace-mask X      userspace force mask (overrides the profile's), e.g. 0x400
   --userspace-value X     userspace force value (must be a subset of the mask and of the host's
@@ -60,18 +62,19 @@ function u64(flag: string, s: string): bigint {
 export async function main(argv: string[], deps: { io?: Io } = {}): Promise<number> {
   const io = deps.io ?? stdio
   const { values: o } = parse('host expect', argv, {
-    'guest-report': { type: 'string' }, 'miti-ctrl': { type: 'string' }, 'host-caps': { type: 'string' }, caps: { type: 'string' },
+    'guest-report': { type: 'string' }, 'miti-ctrl': { type: 'string' }, 'host-caps': { type: 'string' }, caps: { type: 'string' }, 'host-cpu': { type: 'string' },
     profile: { type: 'string' }, 'userspace-mask': { type: 'string' }, 'userspace-value': { type: 'string' },
     json: { type: 'boolean' }, 'no-color': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   })
   if (o.help) { io.out(EXPECT_HELP); return EXIT.OK }
   if ((o['guest-report'] === undefined) === (o['miti-ctrl'] === undefined)) throw new UsageError('host expect: give exactly one of --guest-report FILE or --miti-ctrl LIST')
-  if ((o['host-caps'] === undefined) === (o.caps === undefined)) throw new UsageError('host expect: give exactly one of --host-caps FILE or --caps LIST')
+  if ([o['host-caps'], o.caps, o['host-cpu']].filter(x => x !== undefined).length !== 1) throw new UsageError('host expect: give exactly one of --host-caps FILE, --caps LIST or --host-cpu ID')
   const base = profileByName(o.profile ?? 'reference')
   if (!base) throw new UsageError(`host expect: --profile ${o.profile}: unknown (expected one of ${[...PROFILES.keys()].join(', ')})`)
 
   let caps: HostCaps
   if (o.caps !== undefined) caps = capsFromList(o.caps)
+  else if (o['host-cpu'] !== undefined) caps = catalogHostCaps(o['host-cpu'])
   else {
     const h = parseHostCaps(readLimited(o['host-caps']!, 64 * 1024, 'host caps'))
     if (!h.ok) throw new InputError(h.errors.join('\n'))

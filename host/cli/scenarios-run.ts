@@ -1,17 +1,21 @@
 // `virtmiti scenarios run [DIR|FILE...] [--tier sim|kvm|qemu|all] [--filter GLOB] [--shard i/n]
-//  [--tap-version 13|14] [--json] [--jobs N] [--exhaustive] [--qemu-set ci|full]` (issues 6, 7).
-// TAP (or JSON) on stdout; progress (on a terminal) and the summary table on stderr.
+//  [--tap-version 13|14] [--json] [--jobs N] [--exhaustive] [--qemu-set ci|full] [--cpus DIR]
+//  [--vmms DIR] [--allow-shadow] [--emit DIR] [--junit FILE]` (issues 6, 7, 13).
+// TAP (streamed: plan first, each run as it completes) or JSON on stdout; progress (on a
+// terminal) and the summary table on stderr.
 // Exit 0 only when every selected run passes (skips allowed); 1 on any failure; 2 usage/input error.
 import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { EXIT, InputError, UsageError, parse, stdio, type Io } from '../../bin/lib/cli.js'
-import { tapDocument, type TapPoint, type TapVersion } from '../../bin/lib/tap.js'
-import type { CpuModel } from '../../contract/cpu-model.js'
+import { tapStreamHeader, tapStreamPoint, type TapPoint, type TapVersion } from '../../bin/lib/tap.js'
 import { TIERS, type Tier } from '../../contract/scenario.js'
-import { loadCpuCatalog } from '../runner/cpus.js'
-import { builtinCasesDir, builtinCpusDir } from '../runner/catalog.js'
+import { builtinCasesDir } from '../runner/catalog.js'
+import { loadCatalogs } from '../runner/catalogs.js'
+import { resolveScenario } from '../runner/resolve.js'
 import { formatScenarioError, loadScenarios } from '../runner/scenario-file.js'
 import { globRe, makeUnits, matchesFilter, parseShard, runUnits, shard, summaryTable, type RunContext, type UnitResult } from '../runner/run.js'
+import { emitRun, realDir, writeFileExclusive } from '../runner/emit.js'
+import { junitXml, type JunitCase } from '../runner/junit.js'
 import { kvmMachine, simMachine } from '../runner/machines.js'
 import { EXHAUSTIVE_NAME, runExhaustive } from '../runner/exhaustive.js'
 import { builtinQemuDir, defaultSet, loadQemuMatrix, qemuTable, qemuTierUnavailable, runQemuTier, selectSet, tierPaths, type QemuBoot } from '../qemu/tier.js'
@@ -24,8 +28,17 @@ decision -> MITI_CTRL write -> VMM response -> host check, on each tier.
   --tier T          sim | kvm | qemu | all (default all: every tier, unavailable ones SKIP with the reason)
   --filter GLOB     only scenarios whose name (or "name [tier]") matches GLOB (* ? [..])
   --shard i/n       run the i-th of n disjoint shards (1-based) of the selected runs
-  --tap-version V   13 or 14 (default 14; 13 flattens subtests to "parent > child")
-  --json            a JSON document instead of TAP
+  --tap-version V   13 or 14 (default 14). Both stream: the plan first (one point per run), each
+                    run's point as it completes, its checks as an indented subtest (TAP 13
+                    readers such as prove ignore the indented lines; a failed run's point
+                    carries the failing checks in its YAML diagnostics)
+  --json            a JSON document instead of TAP (at the end)
+  --junit FILE      also write JUnit XML (one testsuite per tier, one testcase per run)
+  --cpus DIR        more CPU models (DIR/<id>.yaml, scenarios/cpus format); repeatable
+  --vmms DIR        more VMM definitions (DIR/<id>.yaml, scenarios/vmms format); repeatable
+  --allow-shadow    let a --cpus/--vmms file replace a built-in model of the same id (else an error)
+  --emit DIR        per run, write DIR/<scenario>/<tier>/ guest-report.json, vmm-state.json,
+                    host-caps.json and host-check.json (what \`host check\` reads and says)
   --jobs N          runs in flight at once (default 1; the chain is synchronous, so this only
                     overlaps the selftest's yields; results keep their order)
   --exhaustive      also run the exhaustive matrix over every relevant bit (sim tier)
@@ -42,7 +55,7 @@ Exit: 0 all passed (skipped points and runs allowed); 1 a run failed; 2 usage or
 file; 4 every selected run was skipped (DESIGN.md exit codes).
 `
 
-export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = {}): Promise<number> {
+export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean; machines?: RunContext['machines'] } = {}): Promise<number> {
   const io = opts.io ?? stdio
   const { values, positionals } = parse('scenarios run', argv, {
     tier: { type: 'string', default: 'all' },
@@ -55,6 +68,11 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
     'qemu-set': { type: 'string' },
     cpuid: { type: 'string', default: 'overlay' },
     'no-cpuid-proof': { type: 'boolean', default: false },
+    cpus: { type: 'string', multiple: true },
+    vmms: { type: 'string', multiple: true },
+    'allow-shadow': { type: 'boolean', default: false },
+    emit: { type: 'string' },
+    junit: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   }, true)
   if (values.help) { io.out(HELP); return EXIT.OK }
@@ -79,19 +97,21 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
   const paths = positionals.length ? positionals : builtin ? [builtin] : []
   if (paths.length === 0) throw new InputError('scenarios run: the built-in catalog (scenarios/cases) was not found next to this program; give a DIR or FILE')
 
-  // CPU models: the built-in catalog, plus a `cpus` directory next to an external cases directory.
-  const cpus = new Map<string, CpuModel>()
-  const cpuDirs = [builtinCpusDir(), ...positionals.map(p => join(dirname(resolve(p)), 'cpus'))].filter((d): d is string => !!d && existsSync(d))
-  for (const d of [...new Set(cpuDirs)]) {
-    const c = loadCpuCatalog(d)
-    if (c.errors.length) throw new InputError(c.errors.map(e => `${e.file}:${e.line}:${e.column}: ${e.field}: ${e.message}`).join('\n'))
-    for (const [id, m] of c.models) cpus.set(id, m)
-  }
+  // CPU models and VMM definitions: the built-in catalogs plus the explicit --cpus / --vmms DIRs.
+  const cat = loadCatalogs({ cpus: values.cpus ?? [], vmms: values.vmms ?? [], allowShadow: values['allow-shadow'] === true })
+  if (cat.errors.length) throw new InputError(cat.errors.join('\n'))
   const loaded = loadScenarios(paths)
   if (loaded.errors.length) throw new InputError(`bad scenario file${loaded.errors.length > 1 ? 's' : ''}:\n${loaded.errors.map(formatScenarioError).join('\n')}`)
-  const ctx: RunContext = { cpus, machines: {} }
-  // Unknown catalog ids or profiles fail their runs with the reason (runUnit); tiers resolve here.
-  if (tiers.includes('sim')) ctx.machines.sim = simMachine
+  // An unknown id is an input error before anything runs: it names the valid ids and the directories searched.
+  const unresolved = loaded.scenarios.flatMap(({ scenario, file }) => {
+    const r = resolveScenario(scenario, cat.cpus, cat.vmms, cat.dirs)
+    return r.ok ? [] : [`${file}: ${r.error}`]
+  })
+  if (unresolved.length) throw new InputError(`scenarios run: ${unresolved.join('\n')}`)
+  const ctx: RunContext = { cpus: cat.cpus, vmms: cat.vmms, machines: {} }
+  // opts.machines: a test's own tier (a slowed fake, to see TAP stream).
+  if (opts.machines) Object.assign(ctx.machines, opts.machines)
+  if (tiers.includes('sim') && !opts.machines?.sim) ctx.machines.sim = simMachine
   if (tiers.includes('kvm')) ctx.machines.kvm = await kvmMachine({ cpuid: cpuidMode, ...(values['no-cpuid-proof'] ? { prove: false } : {}) })
   if (tiers.includes('qemu')) ctx.machines.qemu = { unavailable: 'scenario cases do not run on the qemu tier: QEMU implements no virtual MSRs (its tier boots the scenarios/qemu matrix instead)' }
   // The qemu matrix: built-in, or a `qemu` directory next to each given cases path (as for `cpus`).
@@ -113,9 +133,25 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
   const tty = opts.isTTY ?? process.stderr.isTTY === true
   const progress = tty ? (d: number, t: number, name: string) => io.err(`\r\x1b[K[${d}/${t}] ${name}`) : undefined
   const t0 = performance.now()
-  const results: UnitResult[] = await runUnits(units, ctx, jobs, progress)
+  if (values.emit !== undefined) {
+    try { realDir(values.emit) } catch (err) { throw new InputError(`scenarios run: --emit ${values.emit}: ${(err as Error).message}`) }
+  }
+  // TAP streams: the plan is known before anything runs (one point per run, exhaustive, qemu boot).
+  let n = 0
+  const tap = !values.json
+  const put = (p: TapPoint) => { if (tap) io.out(tapStreamPoint(version === 13 ? withFailureSummary(p) : p, ++n, version)) }
+  if (tap) io.out(tapStreamHeader(units.length + (exhaustiveSelected ? 1 : 0) + qemuBoots.length, version))
+  const emitted: string[] = []
+  const results: UnitResult[] = await runUnits(units, ctx, jobs, progress, r => {
+    if (tty) io.err('\r\x1b[K')
+    if (values.emit !== undefined && r.run && r.hostCaps) {
+      const e = emitRun(values.emit, r.unit.scenario.name, r.unit.tier, r.run, r.hostCaps, `scenario ${r.unit.scenario.name}: host ${r.unit.scenario.host.cpu}`)
+      if (e) emitted.push(e.dir)
+    }
+    put(r.point)
+  })
   if (tty) io.err('\r\x1b[K')
-  const points: TapPoint[] = results.map(r => r.point)
+  const points: TapPoint[] = []
   const comments: string[] = []
   // The exhaustive matrix is one more unit, on the sim tier, subject to --filter and to shard 1.
   let exhaustive: Awaited<ReturnType<typeof runExhaustive>> | undefined
@@ -137,6 +173,14 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
     comments.push(...qemu.rows.map(r => `# ${r.status} ${r.seconds !== undefined ? `${r.seconds.toFixed(1)} s` : '-'} ${r.name}: kernel "${r.facts?.kernelLine ?? '-'}"; agent ${r.facts?.agentKernel ? `${r.facts.agentKernel.spectreV2}/${r.facts.agentKernel.bhi}` : '-'}; predicted ${r.facts?.agentExpected ? `${r.facts.agentExpected.spectreV2}/${r.facts.agentExpected.bhi}` : '-'}`))
   }
   const failed = results.some(r => r.status === 'fail') || (exhaustive !== undefined && !exhaustive.point.ok) || (qemu?.rows.some(r => r.status === 'fail') ?? false)
+  for (const p of points) put(p)
+  if (values.junit !== undefined) {
+    const cases: JunitCase[] = [
+      ...results.map(r => ({ suite: r.unit.tier, name: r.unit.name, classname: `virtmiti.scenarios.${r.unit.tier}`, ms: r.ms, point: r.point })),
+      ...points.map(p => ({ suite: p.name === exhaustive?.point.name ? 'sim' : 'qemu', name: p.name, classname: p.name === exhaustive?.point.name ? 'virtmiti.scenarios.sim' : 'virtmiti.scenarios.qemu', ms: 0, point: p })),
+    ]
+    try { writeFileExclusive(resolve(values.junit), junitXml(cases, performance.now() - t0)) } catch (err) { throw new InputError(`scenarios run: --junit ${values.junit}: ${(err as Error).message}`) }
+  }
   if (values.json) {
     io.out(JSON.stringify({
       schema: RUN_SCHEMA_ID,
@@ -146,12 +190,23 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean } = 
       ...(qemu ? { qemu: { set: qemuSet, ...(qemu.image ? { image: qemu.image } : {}), boots: qemu.rows } } : {}),
       ...(exhaustive ? { exhaustive: { cases: exhaustive.cases, refused: exhaustive.refused, ms: Math.round(exhaustive.ms), cpuMs: Math.round(exhaustive.cpuMs), ok: exhaustive.point.ok, failures: exhaustive.point.diag?.['firstFailures'] ?? [] } } : {}),
     }, (_k, v) => (typeof v === 'bigint' ? '0x' + v.toString(16) : v), 2) + '\n')
-  } else {
-    io.out(tapDocument(points, version) + comments.join('\n') + (comments.length ? '\n' : ''))
+  } else if (comments.length) {
+    io.out(comments.join('\n') + '\n')
   }
+  if (emitted.length) io.err(`emitted ${emitted.length} run(s) under ${values.emit}\n`)
   io.err(summaryTable(results, tiers) + (qemu ? qemuTable(qemu.rows) : '') + (exhaustive ? `exhaustive matrix: ${exhaustive.point.ok ? 'pass' : 'FAIL'}, ${exhaustive.cases} cases in ${exhaustive.ms.toFixed(0)} ms (${exhaustive.cpuMs.toFixed(0)} ms CPU)\n` : '') + `wall time ${((performance.now() - t0) / 1000).toFixed(2)} s\n`)
   if (failed) return EXIT.VIOLATION
   // DESIGN.md: 4 only when the whole run cannot apply, i.e. every selected run was skipped.
   const ran = results.some(r => r.status === 'pass') || exhaustive !== undefined || (qemu?.rows.some(r => r.status === 'pass') ?? false)
   return ran ? EXIT.OK : EXIT.SKIP
+}
+
+/**
+ * TAP 13 readers skip the indented subtest: a failed run's point also carries its failing checks
+ * (name and diagnostics, one line each) so that prove shows what failed.
+ */
+function withFailureSummary(p: TapPoint): TapPoint {
+  if (p.ok || p.skip !== undefined || !p.sub) return p
+  const failed = (ps: readonly TapPoint[], prefix: string): string[] => ps.flatMap(x => x.ok || x.skip !== undefined ? [] : x.sub ? failed(x.sub, `${prefix}${x.name} > `) : [`${prefix}${x.name}`])
+  return { ...p, diag: { ...(p.diag ?? {}), failed: failed(p.sub, ''), details: p.sub.filter(x => !x.ok && x.skip === undefined && x.diag).map(x => ({ point: x.name, ...x.diag })) } }
 }

@@ -40,7 +40,7 @@ own CPUID lacks their bits, and SKIPs the run if they do not.
 
 Options:
   --cpu-model M          presented CPU (catalog id, scenarios/cpus/M.yaml)
-  --profile P            VMM profile (host/vmm/profiles.ts)
+  --profile P            VMM definition id (scenarios/vmms/<id>.yaml)
   --vcpus N              vCPUs (default 2; at most ${MAX_VCPUS}, the payload's mailbox pages)
   --host-cpu H           the host the VMM response derives from (catalog id; default ${DEFAULT_HOST_CPU})
   --arch-capabilities A  ARCH_CAPABILITIES presented: "model" (default), "none", or bit names

@@ -24,3 +24,8 @@ export function builtinCpusDir(): string | undefined {
   const r = packageRoot()
   return r && join(r, 'scenarios', 'cpus')
 }
+
+export function builtinVmmsDir(): string | undefined {
+  const r = packageRoot()
+  return r && join(r, 'scenarios', 'vmms')
+}

@@ -6,13 +6,21 @@ import type { CpuModel } from '../../contract/cpu-model.js'
 import { SPEC_CTRL, VIRTUAL_MITIGATION_CTRL } from '../../contract/registers.js'
 import type { Scenario, Tier } from '../../contract/scenario.js'
 import type { TapPoint } from '../../bin/lib/tap.js'
-import { profileByName } from '../vmm/profiles.js'
-import { chainSetup, failureNames, runChain, type MachineFactory, type Observed } from './chain.js'
+import { PROFILES } from '../vmm/profiles.js'
+import type { VmmProfile } from '../vmm/profile.js'
+import { resolveScenario } from './resolve.js'
+import { chainSetup, failureNames, runChain, type ChainRun, type MachineFactory, type Observed } from './chain.js'
+import type { HostCaps } from '../../contract/host-caps.js'
 
 export interface Unit { scenario: Scenario; file: string; tier: Tier; name: string }
 
 export type UnitStatus = 'pass' | 'fail' | 'skip'
-export interface UnitResult { unit: Unit; status: UnitStatus; point: TapPoint; ms: number }
+export interface UnitResult {
+  unit: Unit; status: UnitStatus; point: TapPoint; ms: number
+  /** What the chain saw (absent when the run was skipped before it started), and the host caps it ran with. */
+  run?: ChainRun
+  hostCaps?: HostCaps
+}
 
 /** "name [tier]": stable and unique, since scenario names are unique (scenario-file.ts). */
 export const unitName = (scenario: string, tier: Tier | 'sim'): string => `${scenario} [${tier}]`
@@ -59,6 +67,8 @@ export function makeUnits(scenarios: readonly { scenario: Scenario; file: string
 
 export interface RunContext {
   cpus: ReadonlyMap<string, CpuModel>
+  /** VMM definitions by id (default: the built-in scenarios/vmms). */
+  vmms?: ReadonlyMap<string, VmmProfile>
   /** A machine factory per tier, or the reason the tier cannot run here. */
   machines: Partial<Record<Tier, MachineFactory | { unavailable: string }>>
 }
@@ -101,6 +111,16 @@ export function judge(s: Scenario, o: Observed): TapPoint[] {
     ok: faulty || fBad.length === 0, name: faulty ? 'forced SPEC_CTRL mask and value per vCPU vs the contract (faulty VMM: shown, not judged)' : 'forced SPEC_CTRL mask and value per vCPU as expected',
     ...(fBad.length ? { diag: { mismatches: fBad, source: 'contract/CONTRACT.md section 5' } } : {}),
   })
+  // The host check's outcome per vCPU (a fault confined to some vCPUs must show on those only).
+  if (e.hostCheck) {
+    const obs = o.hostCheckPerVcpu ?? []
+    const hOk = obs.length === e.hostCheck.perVcpu.length && obs.every((v, i) => v === e.hostCheck!.perVcpu[i])
+    const show = (a: readonly boolean[]) => a.map((v, i) => `vCPU ${i}: ${v ? 'ok' : 'fails'}`)
+    points.push({
+      ok: hOk, name: `host check per vCPU: ${show(e.hostCheck.perVcpu).join(', ')}`,
+      ...(hOk ? {} : { diag: { expected: show(e.hostCheck.perVcpu), observed: show(obs), source: 'contract/CONTRACT.md section 3 (per-vCPU state)' } }),
+    })
+  }
   const failures = o.failures.map(f => ({ id: f.id, message: f.message }))
   if (!faulty) {
     points.push({
@@ -120,19 +140,22 @@ export function judge(s: Scenario, o: Observed): TapPoint[] {
 
 export async function runUnit(u: Unit, ctx: RunContext): Promise<UnitResult> {
   const t0 = performance.now()
-  const done = (status: UnitStatus, point: TapPoint): UnitResult => ({ unit: u, status, point, ms: performance.now() - t0 })
+  let run: ChainRun | undefined, hostCaps: HostCaps | undefined
+  const done = (status: UnitStatus, point: TapPoint): UnitResult => ({ unit: u, status, point, ms: performance.now() - t0, ...(run ? { run } : {}), ...(hostCaps ? { hostCaps } : {}) })
   const s = u.scenario
   if (!s.tiersResolved.includes(u.tier)) return done('skip', { ok: true, name: u.name, skip: `scenario runs on ${s.tiersResolved.join(', ')} only` })
   const m = ctx.machines[u.tier]
   if (!m) return done('skip', { ok: true, name: u.name, skip: `tier ${u.tier} not selected` })
   if (typeof m !== 'function') return done('skip', { ok: true, name: u.name, skip: m.unavailable })
-  const host = ctx.cpus.get(s.host.cpu), guest = ctx.cpus.get(s.guest.cpu), profile = profileByName(s.vmm.profile)
-  if (!host || !guest || !profile) {
-    return done('fail', { ok: false, name: u.name, diag: { error: `unknown ${!host ? `host CPU ${s.host.cpu}` : !guest ? `guest CPU ${s.guest.cpu}` : `VMM profile ${s.vmm.profile}`}`, file: u.file } })
-  }
+  // The CLI resolves every id before running (exit 2 on an unknown one); this is for other callers.
+  const res = resolveScenario(s, ctx.cpus, ctx.vmms ?? PROFILES)
+  if (!res.ok) return done('fail', { ok: false, name: u.name, diag: { error: res.error, file: u.file } })
+  const { host, guest, profile } = res.value
   let sub: TapPoint[]
   try {
-    const r = await runChain(chainSetup(s, host, guest, profile), m, s.kernel.spectreV2)
+    const setup = chainSetup(s, host, guest, profile)
+    hostCaps = setup.hostCaps
+    const r = run = await runChain(setup, m, s.kernel.spectreV2)
     // A run the tier cannot stand for here (kvm: CPUID this host pins, --cpuid strict) SKIPs whole.
     if (r.skip !== undefined) return done('skip', { ok: true, name: u.name, skip: r.skip, ...(r.tierPoints.length ? { sub: r.tierPoints } : {}) })
     sub = [...r.tierPoints, ...judge(s, r.observed)]
@@ -143,15 +166,20 @@ export async function runUnit(u: Unit, ctx: RunContext): Promise<UnitResult> {
   return done(ok ? 'pass' : 'fail', { ok, name: u.name, sub })
 }
 
-/** Run units with at most `jobs` in flight; results in unit order. */
-export async function runUnits(units: readonly Unit[], ctx: RunContext, jobs: number, progress?: (done: number, total: number, name: string) => void): Promise<UnitResult[]> {
+/**
+ * Run units with at most `jobs` in flight; results in unit order. `onResult` sees each result as
+ * soon as it and every unit before it have completed (streaming output keeps the stable order).
+ */
+export async function runUnits(units: readonly Unit[], ctx: RunContext, jobs: number, progress?: (done: number, total: number, name: string) => void,
+  onResult?: (r: UnitResult, k: number) => void): Promise<UnitResult[]> {
   const results: UnitResult[] = new Array(units.length)
-  let next = 0, finished = 0
+  let next = 0, finished = 0, released = 0
   const worker = async () => {
     while (next < units.length) {
       const k = next++
       results[k] = await runUnit(units[k]!, ctx)
       progress?.(++finished, units.length, units[k]!.name)
+      while (released < units.length && results[released] !== undefined) { onResult?.(results[released]!, released); released++ }
     }
   }
   await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, units.length)) }, worker))

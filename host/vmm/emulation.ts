@@ -9,7 +9,7 @@ import {
 } from '../../contract/registers.js'
 import { effectiveSpecCtrl, forcedFor, validateUserspaceForce } from '../../contract/vmm-response.js'
 import type { MsrAnswer, MsrWriteAnswer, VcpuMsrHandler } from './msr-handler.js'
-import type { VmmProfile } from './profile.js'
+import type { VmmFault, VmmProfile } from './profile.js'
 
 /** What the VMM holds for one vCPU: the observed state the checker compares with the guest's report. */
 export interface VcpuState {
@@ -74,26 +74,53 @@ const U64 = (1n << 64n) - 1n
 
 interface CtrlCell { mitiCtrl: bigint; forcedMask: bigint; forcedValue: bigint }
 
+/** Why `profile` cannot run with `vcpus` vCPUs (per-vCPU knobs naming vCPUs that do not exist), or undefined. */
+export function profileMisfit(profile: VmmProfile, vcpus: number): string | undefined {
+  const init = profile.initialCtrl
+  if (Array.isArray(init) && init.length !== vcpus) return `VMM ${profile.name}: ctrl.initial.perVcpu has ${init.length} entries for ${vcpus} vCPUs`
+  const over = [...(profile.vcpuFaults?.keys() ?? [])].filter(i => i >= vcpus)
+  if (over.length) return `VMM ${profile.name}: faults name vCPU ${over.join(', ')}, but the VM has ${vcpus} vCPUs (0..${vcpus - 1})`
+  return undefined
+}
+
+const CTRL_DEFINED = VIRTUAL_MITIGATION_CTRL.bits.reduce((m, b) => m | bit(b.bit), 0n)
+const NO_FAULTS: ReadonlySet<VmmFault> = new Set()
+
 export function createVmm(config: VmmConfig): VmmEmulation {
   const { profile, hostCaps } = config
-  const faults = profile.faults
   if (!Number.isInteger(config.vcpus) || config.vcpus < 1 || config.vcpus > 8192) throw new VmmConfigError(`vcpus must be an integer in 1..8192, got ${config.vcpus}`)
+  const misfit = profileMisfit(profile, config.vcpus)
+  if (misfit) throw new VmmConfigError(misfit)
+  /** Faults active on vCPU `i`: the whole VM's and its own (a per-vCPU fault, issue 13). */
+  const faultsOf = (i: number): ReadonlySet<VmmFault> => {
+    const own = profile.vcpuFaults?.get(i)
+    return own ? new Set([...profile.faults, ...own]) : profile.faults.size ? profile.faults : NO_FAULTS
+  }
+  const vmFaults = profile.faults
   // Userspace force is validated once, before any vCPU exists (v3 01/10 ABI text).
   const v = validateUserspaceForce(profile.userspaceForce, hostCaps)
   if (!v.ok) throw new VmmConfigError(`profile ${profile.name}: ${v.error}`)
-  if ((profile.mitiEnum & ~VIRTUAL_MITIGATION_CTRL.bits.reduce((m, b) => m | bit(b.bit), 0n)) !== 0n) {
+  if ((profile.mitiEnum & ~CTRL_DEFINED) !== 0n) {
     throw new VmmConfigError(`profile ${profile.name}: MITI_ENUM ${hex(profile.mitiEnum)} names bits the contract does not define (contract/CONTRACT.md section 2)`)
+  }
+  // A CTRL left over from an earlier boot was written under this MITI_ENUM: only its bits (section 3).
+  const initialOf = (i: number): bigint => { const x = profile.initialCtrl ?? 0n; return typeof x === 'bigint' ? x : x[i] ?? 0n }
+  const resetCtrl = profile.resetCtrl ?? 0n
+  for (const [what, v] of [...Array.from({ length: config.vcpus }, (_, i) => [`initial CTRL of vCPU ${i}`, initialOf(i)] as const), ['reset CTRL', resetCtrl] as const]) {
+    if (v !== 0n && (!profile.advertise || (v & ~profile.mitiEnum) !== 0n)) throw new VmmConfigError(`profile ${profile.name}: ${what} ${hex(v)} has bits outside MITI_ENUM ${hex(profile.advertise ? profile.mitiEnum : 0n)} (contract/CONTRACT.md section 3)`)
   }
 
   // ARCH_CAP bit 63 is the VMM's: set when it advertises the virtual MSRs (section 3 step 1).
   const guestArchCapabilities = config.archCapabilities === null ? null
     : profile.advertise ? config.archCapabilities | ARCH_CAP_VIRTUAL_ENUM : config.archCapabilities & ~ARCH_CAP_VIRTUAL_ENUM
-  let virtualEnumeration = profile.advertise ? VIRT_ENUM_MITIGATION_CTRL_SUPPORT : 0n
-  let mitiEnum = profile.advertise ? profile.mitiEnum : 0n
+  // VIRTUAL_ENUMERATION and MITI_ENUM are per vCPU like CTRL (section 3); a whole-VM
+  // enum-writable fault writes every vCPU's copy, a per-vCPU one only its own.
+  const ve0 = !profile.advertise ? 0n : profile.virtualEnumeration ?? VIRT_ENUM_MITIGATION_CTRL_SUPPORT
+  const me0 = profile.advertise ? profile.mitiEnum : 0n
   const guestSpecCtrl = config.guestSpecCtrl ?? true
 
-  /** Forced mask/value for a CTRL value, with the profile's faults applied (section 5). */
-  function forceFor(ctrl: bigint): { mask: bigint; value: bigint } {
+  /** Forced mask/value for a CTRL value, with the vCPU's faults applied (section 5). */
+  function forceFor(ctrl: bigint, faults: ReadonlySet<VmmFault>): { mask: bigint; value: bigint } {
     const um = profile.userspaceForce
     if (faults.has('forces-nothing')) return { mask: um.mask, value: um.value }
     const caps = faults.has('forces-bhi-regardless-of-caps') ? { ...hostCaps, bhiCtrl: true, bhiNo: false } : hostCaps
@@ -106,20 +133,28 @@ export function createVmm(config: VmmConfig): VmmEmulation {
     return { mask: f.mask, value: f.value }
   }
 
-  const fresh = (): CtrlCell => {
-    const f = forceFor(0n)
-    return { mitiCtrl: 0n, forcedMask: f.mask, forcedValue: f.value }
+  // The response to a leftover CTRL is in place before the guest runs (section 5: it follows CTRL).
+  const fresh = (i: number): CtrlCell => {
+    const f = forceFor(initialOf(i), faultsOf(i))
+    return { mitiCtrl: initialOf(i), forcedMask: f.mask, forcedValue: f.value }
   }
-  const shared = fresh()
+  const shared = fresh(0)
   const vcpus: VcpuEmulationImpl[] = []
 
   class VcpuEmulationImpl implements VcpuEmulation {
     readonly indices = EMULATED_MSRS
-    cell: CtrlCell = faults.has('ctrl-not-per-vcpu') ? shared : fresh()
+    readonly faults: ReadonlySet<VmmFault>
+    cell: CtrlCell
     shadow = 0n
     effective = 0n
     guestRead: bigint | undefined
-    constructor(readonly index: number) { this.recomputeEffective() }
+    virtualEnumeration = ve0
+    mitiEnum = me0
+    constructor(readonly index: number) {
+      this.faults = faultsOf(index)
+      this.cell = vmFaults.has('ctrl-not-per-vcpu') ? shared : fresh(index)
+      this.recomputeEffective()
+    }
 
     recomputeEffective(): void {
       this.effective = effectiveSpecCtrl(this.shadow, this.cell.forcedMask, this.cell.forcedValue)
@@ -134,7 +169,7 @@ export function createVmm(config: VmmConfig): VmmEmulation {
     }
 
     reset(): void {
-      const keep = faults.has('ctrl-not-reset') ? this.cell.mitiCtrl : 0n
+      const keep = this.faults.has('ctrl-not-reset') ? this.cell.mitiCtrl : resetCtrl
       this.shadow = 0n
       this.guestRead = undefined
       this.writeCtrl(keep)
@@ -143,11 +178,11 @@ export function createVmm(config: VmmConfig): VmmEmulation {
     /** Store CTRL and recompute the response from the written value (section 5: follows each write). */
     writeCtrl(value: bigint): void {
       this.cell.mitiCtrl = value
-      const f = forceFor(value)
+      const f = forceFor(value, this.faults)
       this.cell.forcedMask = f.mask
       this.cell.forcedValue = f.value
       // With a shared cell (faulty), every vCPU's effective value moves with it.
-      for (const v of faults.has('ctrl-not-per-vcpu') ? vcpus : [this]) v.recomputeEffective()
+      for (const v of vmFaults.has('ctrl-not-per-vcpu') ? vcpus : [this]) v.recomputeEffective()
     }
 
     rdmsr(index: number): MsrAnswer {
@@ -158,7 +193,7 @@ export function createVmm(config: VmmConfig): VmmEmulation {
         case MSR.SPEC_CTRL: {
           if (!guestSpecCtrl) return { ok: false, reason: 'IA32_SPEC_CTRL not presented (CPUID.(7,0):EDX[26] clear)' }
           // The guest reads its shadow, never the forced bits (section 5).
-          const value = faults.has('leaks-forced-into-shadow') ? this.effective : this.shadow
+          const value = this.faults.has('leaks-forced-into-shadow') ? this.effective : this.shadow
           this.guestRead = value
           return { ok: true, value }
         }
@@ -166,13 +201,13 @@ export function createVmm(config: VmmConfig): VmmEmulation {
           if (!profile.advertise) return vmm.unknownRead(index)
           // Faults unless the vCPU's ARCH_CAPABILITIES has bit 63 (section 3; v3 07/10).
           if (guestArchCapabilities === null || (guestArchCapabilities & ARCH_CAP_VIRTUAL_ENUM) === 0n) return { ok: false, reason: 'MSR_VIRTUAL_ENUMERATION read without ARCH_CAPABILITIES bit 63' }
-          return { ok: true, value: virtualEnumeration }
+          return { ok: true, value: this.virtualEnumeration }
         case MSR.VIRTUAL_MITIGATION_ENUM:
         case MSR.VIRTUAL_MITIGATION_CTRL:
           if (!profile.advertise) return vmm.unknownRead(index)
           // Fault unless VIRTUAL_ENUMERATION bit 0 (section 3; v3 08/10).
-          if ((virtualEnumeration & VIRT_ENUM_MITIGATION_CTRL_SUPPORT) === 0n) return { ok: false, reason: `MSR ${hex(index)} read without MSR_VIRTUAL_ENUMERATION bit 0` }
-          return { ok: true, value: index === MSR.VIRTUAL_MITIGATION_ENUM ? mitiEnum : this.cell.mitiCtrl }
+          if ((this.virtualEnumeration & VIRT_ENUM_MITIGATION_CTRL_SUPPORT) === 0n) return { ok: false, reason: `MSR ${hex(index)} read without MSR_VIRTUAL_ENUMERATION bit 0` }
+          return { ok: true, value: index === MSR.VIRTUAL_MITIGATION_ENUM ? this.mitiEnum : this.cell.mitiCtrl }
         default:
           return vmm.unknownRead(index)
       }
@@ -190,16 +225,18 @@ export function createVmm(config: VmmConfig): VmmEmulation {
           if (reserved !== 0n) return { ok: false, reason: `IA32_SPEC_CTRL write sets reserved ${decode(SPEC_CTRL, reserved).join(', ')}` }
           this.shadow = value
           // Faulty: the guest's value goes straight to hardware, forced bits lost.
-          if (faults.has('guest-can-clear-forced')) this.effective = value
+          if (this.faults.has('guest-can-clear-forced')) this.effective = value
           else this.recomputeEffective()
           return { ok: true }
         }
         case MSR.VIRTUAL_ENUMERATION:
         case MSR.VIRTUAL_MITIGATION_ENUM: {
           if (!profile.advertise) return vmm.unknownWrite(index, value)
-          if (faults.has('enum-writable')) {
-            if (index === MSR.VIRTUAL_ENUMERATION) virtualEnumeration = value
-            else mitiEnum = value
+          if (this.faults.has('enum-writable')) {
+            for (const v of vmFaults.has('enum-writable') ? vcpus : [this]) {
+              if (index === MSR.VIRTUAL_ENUMERATION) v.virtualEnumeration = value
+              else v.mitiEnum = value
+            }
             return { ok: true }
           }
           // Read-only for the guest: a write faults and changes nothing (section 3).
@@ -207,13 +244,13 @@ export function createVmm(config: VmmConfig): VmmEmulation {
         }
         case MSR.VIRTUAL_MITIGATION_CTRL: {
           if (!profile.advertise) return vmm.unknownWrite(index, value)
-          if ((virtualEnumeration & VIRT_ENUM_MITIGATION_CTRL_SUPPORT) === 0n) return { ok: false, reason: 'MSR_VIRTUAL_MITIGATION_CTRL written without MSR_VIRTUAL_ENUMERATION bit 0' }
+          if ((this.virtualEnumeration & VIRT_ENUM_MITIGATION_CTRL_SUPPORT) === 0n) return { ok: false, reason: 'MSR_VIRTUAL_MITIGATION_CTRL written without MSR_VIRTUAL_ENUMERATION bit 0' }
           // Any bit not in MITI_ENUM faults and changes nothing (section 3; v3 08/10).
-          const reserved = value & ~mitiEnum
-          if (reserved !== 0n && !faults.has('reserved-ctrl-bits-accepted')) {
-            return { ok: false, reason: `MSR_VIRTUAL_MITIGATION_CTRL write sets ${decode(VIRTUAL_MITIGATION_CTRL, reserved).join(', ')}, not enumerated in MITI_ENUM ${hex(mitiEnum)}` }
+          const reserved = value & ~this.mitiEnum
+          if (reserved !== 0n && !this.faults.has('reserved-ctrl-bits-accepted')) {
+            return { ok: false, reason: `MSR_VIRTUAL_MITIGATION_CTRL write sets ${decode(VIRTUAL_MITIGATION_CTRL, reserved).join(', ')}, not enumerated in MITI_ENUM ${hex(this.mitiEnum)}` }
           }
-          if (faults.has('ignores-ctrl-writes')) return { ok: true }
+          if (this.faults.has('ignores-ctrl-writes')) return { ok: true }
           this.writeCtrl(value)
           return { ok: true }
         }
@@ -227,8 +264,9 @@ export function createVmm(config: VmmConfig): VmmEmulation {
     config,
     vcpus,
     guestArchCapabilities,
-    virtualEnumeration: () => virtualEnumeration,
-    mitiEnum: () => mitiEnum,
+    // The VM-level view (VMM state file): vCPU 0's copy, the one a whole-VM write changes too.
+    virtualEnumeration: () => vcpus[0]?.virtualEnumeration ?? ve0,
+    mitiEnum: () => vcpus[0]?.mitiEnum ?? me0,
     states: () => vcpus.map(v => v.state()),
     unknownRead: (index: number): MsrAnswer => profile.unknownMsr === 'fault'
       ? { ok: false, reason: `MSR ${hex(index)} not implemented by this VMM (profile ${profile.name})` }

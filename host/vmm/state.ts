@@ -2,6 +2,7 @@
 import { hex } from '../../contract/bits.js'
 import { VMM_STATE_SCHEMA_ID, type VmmState } from '../../contract/vmm-state-json.js'
 import type { VmmEmulation } from './emulation.js'
+import { VIRT_ENUM_MITIGATION_CTRL_SUPPORT } from '../../contract/registers.js'
 
 /** What the hypervisor holds for each vCPU's SPEC_CTRL, where the VMM pushes it (host/vmm/kvm/spec-ctrl-push.ts). */
 export interface SpecCtrlHardware { held: boolean; perVcpu: readonly (bigint | undefined)[] }
@@ -13,8 +14,10 @@ export function vmmStateJson(vmm: VmmEmulation, vmUuid: string, hardware?: SpecC
     vmUuid,
     vmm: { name, profile: p.name },
     hostCaps: { ...vmm.config.hostCaps },
-    // Advertising needs ARCH_CAPABILITIES to carry bit 63 (contract/CONTRACT.md section 3 step 1).
-    advertised: p.advertise && vmm.guestArchCapabilities !== null,
+    // Advertised = ARCH_CAPABILITIES carries bit 63 and VIRTUAL_ENUMERATION bit 0 (contract/CONTRACT.md
+    // section 3 steps 1-2; the vmm-state schema's definition): a VMM showing bit 63 with
+    // VIRTUAL_ENUMERATION 0 does not advertise the MITIGATION MSRs.
+    advertised: p.advertise && vmm.guestArchCapabilities !== null && (vmm.virtualEnumeration() & VIRT_ENUM_MITIGATION_CTRL_SUPPORT) !== 0n,
     mitiEnum: hex(vmm.mitiEnum()),
     userspaceForce: { mask: hex(p.userspaceForce.mask), value: hex(p.userspaceForce.value) },
     specCtrl: p.specCtrl,

@@ -11,7 +11,8 @@ import { builtinCasesDir, builtinCpusDir } from '../../runner/catalog.js'
 import { loadScenarios } from '../../runner/scenario-file.js'
 import { makeUnits, runUnits, type RunContext } from '../../runner/run.js'
 import { chainSetup } from '../../runner/chain.js'
-import { profileByName } from '../profiles.js'
+import { PROFILES } from '../profiles.js'
+import { resolveScenario } from '../../runner/resolve.js'
 import { liveTierUnavailable } from '../kvm/machine.js'
 import { measureFilterExits, proveCpuid } from '../kvm/cpuid-proof.js'
 import { CONTRACT_BITS } from './cpuid-fidelity.js'
@@ -32,9 +33,9 @@ const exitsOf = (p: TapPoint) => p.sub?.find(x => x.name.startsWith('filtered MS
 /** Every failed point of a run, with its diagnostics: what a reader needs when this goes red. */
 const failed = (p: TapPoint): string[] => (p.sub ?? [p]).filter(x => !x.ok && x.skip === undefined).map(x => `${x.name} ${JSON.stringify(x.diag ?? {})}`)
 
-t.test('catalog has 24 scenarios, each with a kvm run', async t => {
-  t.equal(catalog.length, 24)
-  t.equal(units.length, 24)
+t.test('catalog has 30 scenarios, each with a kvm run', async t => {
+  t.equal(catalog.length, 30)
+  t.equal(units.length, 30)
 })
 
 for (const hostCpuid of ['honours', 'pins-0', 'pins-1'] as const) {
@@ -72,7 +73,9 @@ t.test("this machine's real KVM, overlay: every catalog run passes; only CPUID-o
   const results = await runCatalog({})
   for (const r of results) {
     const s = r.unit.scenario
-    const setup = chainSetup(s, cpus.get(s.host.cpu)!, cpus.get(s.guest.cpu)!, profileByName(s.vmm.profile)!)
+    const rs = resolveScenario(s, cpus, PROFILES)
+    if (!rs.ok) throw new Error(rs.error)
+    const setup = chainSetup(s, rs.value.host, rs.value.guest, rs.value.profile)
     // A host whose filter does not route 0x10A / 0x48 without their CPUID bits cannot run these points.
     if (measureFilterExits(setup.presented).some(e => e.vcpuLacksBit && !e.exited)) {
       t.ok(r.status === 'pass' || /did not reach the VMM/.test(r.point.skip ?? ''), `${r.unit.name}: passes, or skips naming the access that did not exit`)

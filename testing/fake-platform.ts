@@ -1,13 +1,13 @@
 // Test support for the agent's write path: a small in-test fake Platform that follows
 // contract/CONTRACT.md section 3 (with injectable faults), a minimal probe and decision built by hand.
-// Used until host/vmm/simulated.ts and contract/decide.ts are wired in; never imported by the agent.
-import type { CpuidRegs, MsrRead, MsrWrite, Platform } from '../platform.js'
-import type { CpuFacts, Facts, MsrFact } from '../../contract/facts.js'
-import { msrKey } from '../../contract/facts.js'
-import type { Decision, Reason, VirtEnumeration } from '../../contract/decision-types.js'
-import type { MitiCtrlWish } from '../../contract/miti-ctrl.js'
-import { wantedMitiCtrl } from '../../contract/miti-ctrl.js'
-import { ARCH_CAP_VIRTUAL_ENUM, MSR, VIRT_ENUM_MITIGATION_CTRL_SUPPORT, hasBit32, CPUID7_EDX_ARCH_CAPABILITIES } from '../../contract/registers.js'
+// Test support only (tests import it; the agent never does: testing/layers.test.ts).
+import type { CpuidRegs, MsrRead, MsrWrite, Platform } from '../guest/platform.js'
+import type { CpuFacts, Facts, MsrFact } from '../contract/facts.js'
+import { msrKey } from '../contract/facts.js'
+import type { Decision, Reason, VirtEnumeration } from '../contract/decision-types.js'
+import type { MitiCtrlWish } from '../contract/miti-ctrl.js'
+import { wantedMitiCtrl } from '../contract/miti-ctrl.js'
+import { ARCH_CAP_VIRTUAL_ENUM, MSR, VIRT_ENUM_MITIGATION_CTRL_SUPPORT, hasBit32, CPUID7_EDX_ARCH_CAPABILITIES } from '../contract/registers.js'
 
 export interface FakeOptions {
   ncpus?: number

@@ -1,13 +1,13 @@
 // Test support for signal.test.ts: run `guest selftest` on a simulated guest in this process and
 // send ourselves a real signal in the middle. The real process.on handlers must restore every
 // value and exit 130/143; on exit, print the VMM's per-vCPU state so the parent can check it.
-import { main } from '../cli/selftest.js'
-import { simGuest } from '../apply/sim-support.js'
-import { RULES } from './run.js'
-import { MSR } from '../../contract/registers.js'
+import { main } from '../guest/cli/selftest.js'
+import { REFERENCE_PROFILE, simGuestWith } from './sim-core.js'
+import { RULES } from '../guest/selftest/run.js'
+import { MSR } from '../contract/registers.js'
 
 const sig = (process.argv[2] ?? 'SIGINT') as 'SIGINT' | 'SIGTERM'
-const { platform, vmm } = simGuest('reference', { vcpus: 2 })
+const { platform, vmm } = simGuestWith(REFERENCE_PROFILE, { vcpus: 2 })
 // Values the guest held before the selftest (set up outside the agent's gates, as a VMM would).
 platform.wrmsr(0, MSR.VIRTUAL_MITIGATION_CTRL, 3n)
 platform.wrmsr(1, MSR.VIRTUAL_MITIGATION_CTRL, 1n)
