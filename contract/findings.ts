@@ -2,10 +2,10 @@
 // on the verdict, the remedy an operator can act on, and the sources of the rule. Ids are part of
 // the output contract (JSON, Prometheus labels, NRPE text, scenario expectations): never rename
 // one; add a new id instead. Pure data.
-import type { Concern, Verdict } from './verdict-types.js'
+import type { Concern, Effect, Verdict } from './verdict-types.js'
 
 /** 'note': shown, never changes the verdict or the exit code. */
-export type Effect = Exclude<Verdict, 'protected'> | 'note'
+export type { Effect }
 
 export interface FindingDef {
   id: string

@@ -1,5 +1,4 @@
 // Types of the guest verdict (contract/verdict.ts), apart so findings.ts and renderers can name them.
-import type { Effect } from './findings.js'
 
 /** The two things a guest relies on (contract/CONTRACT.md section 1): BHI, and retpoline / RRSBA. */
 export type Concern = 'bhi' | 'retpoline'
@@ -7,6 +6,8 @@ export const CONCERNS: readonly Concern[] = ['bhi', 'retpoline']
 
 /** contract/CONTRACT.md section 8. */
 export type Verdict = 'protected' | 'at-risk' | 'vulnerable' | 'unknown'
+/** What a finding does to its concern's verdict, or a note that changes nothing. */
+export type Effect = Exclude<Verdict, 'protected'> | 'note'
 
 /** What the VMM has to do for a concern, and whether it does. */
 export type VmmPart = 'not-needed' | 'backing' | 'cannot-be-told' | 'unknown'

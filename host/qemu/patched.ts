@@ -21,7 +21,7 @@ import { checkBoot, readKernelLine, type BootFacts } from './checks.js'
 import { checkPatched, type HostSide } from './checks-patched.js'
 import { Qmp } from './qmp.js'
 import { readQemuState } from './qemu-state.js'
-import type { PatchedBootSpec } from './tier.js'
+import type { PatchedBootSpec } from './matrix-doc.js'
 
 /** MITI_ENUM the tier presents: both bits (contract/CONTRACT.md section 2; patch 0002's default). */
 export const TIER_MITI_ENUM = 0x3n

@@ -13,46 +13,11 @@ import { packageRoot } from '../runner/catalog.js'
 import { bootGuest, type Accel, type BootOptions, type BootResult } from './boot.js'
 import { checkBoot, type BootFacts } from './checks.js'
 import { buildImage, type ImageBuild } from './image.js'
-import { QEMU_FAULTS } from './checks-patched.js'
+import { QemuMatrixDoc, type PatchedBootSpec } from './matrix-doc.js'
 import { catalogHostCaps, newUuid, patchedCpuProps, patchedHeld, patchedPoints, type MigrationResult, type PatchedRun, type SideResult } from './patched.js'
 import { hex } from '../../contract/bits.js'
 
-// --- the matrix file -------------------------------------------------------------------------
-const cpuName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected a QEMU -cpu model name like Skylake-Server')
-const param = /^[A-Za-z0-9_.]+(=[A-Za-z0-9_.,=-]*)?$/
-const append = z.string().max(400).refine(s => s.split(' ').filter(Boolean).every(w => param.test(w)), 'expected space-separated kernel parameters (name or name=value)')
-const catalogId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'expected a CPU catalog id (scenarios/cpus/<id>.yaml), e.g. sapphire-rapids')
-const u64 = z.union([z.bigint(), z.number()]).transform(v => BigInt(v)).pipe(z.bigint().min(0n).max((1n << 64n) - 1n))
-const cpuProp = z.string().regex(/^[a-z0-9][a-z0-9_.-]*=(on|off|[0-9]+)$/, 'expected a QEMU -cpu property name=on|off|number, e.g. bhi-ctrl=on')
-/** One boot under the patched QEMU (host/qemu/patches): its purpose is what `expect` covers. */
-const PatchedBootDoc = z.strictObject({
-  cpu: cpuName,
-  props: z.array(cpuProp).max(16).optional().describe('extra -cpu properties of the guest model (guest-visible), e.g. bhi-ctrl=on'),
-  host: catalogId.describe('the host QEMU responds as (contract/CONTRACT.md section 5): its caps become virt-miti-host-* properties'),
-  append,
-  fault: z.enum(QEMU_FAULTS).optional().describe('x-virt-miti-fault: the fault this boot must catch by name'),
-  force: z.strictObject({ mask: u64, value: u64 }).optional().describe('spec-ctrl-force-mask / -value (userspace force)'),
-  migrateTo: catalogId.optional().describe('after the guest ran, migrate it to a second QEMU responding as this host'),
-  expect: z.strictObject({
-    bhi: z.enum(['not-affected', 'bhi-dis-s', 'sw-loop', 'retpoline', 'vmexit-sw-loop', 'vulnerable']).optional(),
-    mitiCtrl: u64.optional(),
-    forcedMask: u64.optional(),
-    destForcedMask: u64.optional(),
-  }).optional().describe('what this boot is in the matrix to cover (the kernel and host check stay the oracles)'),
-  ci: z.boolean().optional(), note: z.string().optional(),
-})
-export const QemuMatrixDoc = z.strictObject({
-  description: z.string().min(1),
-  source: z.string().min(1),
-  vmm: z.enum(['stock', 'patched']).optional().describe('stock: Debian\'s qemu-system-x86_64, the VMM that knows nothing; patched: host/qemu/build-patched.sh'),
-  vcpus: z.union([z.bigint(), z.number()]).transform(Number).pipe(z.number().int().min(1).max(8)).optional(),
-  models: z.array(z.strictObject({ cpu: cpuName, ci: z.boolean().optional(), note: z.string().optional() })).min(1).optional(),
-  cmdlines: z.array(z.strictObject({ append, ci: z.boolean().optional(), note: z.string().optional() })).min(1).optional(),
-  boots: z.array(PatchedBootDoc).min(1).optional(),
-}).refine(d => d.vmm === 'patched' ? d.boots !== undefined && !d.models && !d.cmdlines : d.boots === undefined && d.models !== undefined && d.cmdlines !== undefined,
-  'vmm: stock takes models x cmdlines; vmm: patched takes a boots list')
-
-export type PatchedBootSpec = z.infer<typeof PatchedBootDoc>
+export { QemuMatrixDoc, type PatchedBootSpec } from './matrix-doc.js'
 export interface QemuBoot {
   name: string; cpu: string; append: string[]; ci: boolean; vcpus: number; file: string
   vmm: 'stock' | 'patched'
