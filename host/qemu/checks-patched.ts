@@ -31,7 +31,9 @@ export const FAULT_CATCHERS: Record<QemuFault, { selftest: string[]; hostCheck: 
   'forces-nothing': { selftest: [], hostCheck: 'fail' },
   'ignores-ctrl-writes': { selftest: [RULES.ctrlReadBack, RULES.perVcpu], hostCheck: 'fail' },
   'ctrl-not-per-vcpu': { selftest: [RULES.perVcpu], hostCheck: 'pass' },
-  'leaks-forced-into-shadow': { selftest: [RULES.specShadow], hostCheck: 'fail' },
+  // With the SPEC_CTRL opt-in the selftest writes back the value a read returned; a VMM whose
+  // reads leak the forced bits makes that value, and so the restore check, wrong as well.
+  'leaks-forced-into-shadow': { selftest: [RULES.specShadow, RULES.restore], hostCheck: 'fail' },
   'enum-writable': { selftest: [RULES.veReadOnly, RULES.enumReadOnly], hostCheck: 'pass' },
 }
 
