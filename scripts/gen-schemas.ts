@@ -19,6 +19,7 @@ import { scenarioJsonSchema } from '../contract/scenario.js'
 import { cpuModelJsonSchema } from '../contract/cpu-model-json.js'
 import { CHECK_RESULT_SCHEMA_ID, CheckResultJson, EXPECT_SCHEMA_ID, ExpectJson } from '../contract/host-output-schemas.js'
 import { vmmJsonSchema } from '../contract/vmm-definition.js'
+import { SCENARIO_RUN_SCHEMA_ID, ScenarioRunJson, VMM_RUN_SCHEMA_ID, VmmRunJson } from '../contract/run-output-schemas.js'
 
 /** File name -> [zod schema, document id, title]. The id is the document's own "schema" field. */
 const SCHEMAS: Record<string, [z.ZodType, string, string]> = {
@@ -28,6 +29,8 @@ const SCHEMAS: Record<string, [z.ZodType, string, string]> = {
   'host-caps.schema.json': [HostCapsJson, HOST_CAPS_SCHEMA_ID, 'virtmiti host caps --json (read by host check --host-caps)'],
   'expect.schema.json': [ExpectJson, EXPECT_SCHEMA_ID, 'virtmiti host expect --json'],
   'check-result.schema.json': [CheckResultJson, CHECK_RESULT_SCHEMA_ID, 'virtmiti host check --json'],
+  'vmm-run.schema.json': [VmmRunJson, VMM_RUN_SCHEMA_ID, 'virtmiti host vmm run --json'],
+  'scenario-run.schema.json': [ScenarioRunJson, SCENARIO_RUN_SCHEMA_ID, 'virtmiti scenarios run --json'],
 }
 
 /** "$id" of a generated schema, in the form the hand-built ones use (contract/vmm-state-json.ts). */

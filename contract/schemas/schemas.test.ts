@@ -19,6 +19,7 @@ import { vmmStateJson } from '../../host/vmm/state.js'
 import { miniGuestReport, TEST_UUID } from '../../host/check/fixtures.js'
 import type { CpuModel } from '../cpu-model.js'
 import { ExpectJson, CheckResultJson } from '../host-output-schemas.js'
+import { ScenarioRunJson, VmmRunJson } from '../run-output-schemas.js'
 import { runReport } from '../../guest/apply/report.js'
 import { RecordedPlatform } from '../../guest/recorded.js'
 import { readFactsFile } from '../../guest/facts-file.js'
@@ -29,7 +30,7 @@ const fixtures = join(here, '..', '..', 'guest', 'fixtures')
 const generated = schemaFiles()
 
 t.test('committed JSON Schemas equal the generated ones (run `make schemas` after changing a zod schema)', async t => {
-  t.same(Object.keys(generated).sort(), ['check-result.schema.json', 'cpu-model.schema.json', 'expect.schema.json', 'facts.schema.json', 'guest-report.schema.json', 'host-caps.schema.json', 'probe.schema.json', 'scenario.schema.json', 'vmm-state.schema.json', 'vmm.schema.json'])
+  t.same(Object.keys(generated).sort(), ['check-result.schema.json', 'cpu-model.schema.json', 'expect.schema.json', 'facts.schema.json', 'guest-report.schema.json', 'host-caps.schema.json', 'probe.schema.json', 'scenario-run.schema.json', 'scenario.schema.json', 'vmm-run.schema.json', 'vmm-state.schema.json', 'vmm.schema.json'])
   const committed = readdirSync(here).filter(f => f.endsWith('.schema.json')).sort()
   t.same(committed, Object.keys(generated).sort(), 'no stale or missing files')
   for (const [file, text] of Object.entries(generated)) {
@@ -116,4 +117,38 @@ t.test('expect.schema.json and check-result.schema.json have $id and accept real
   t.equal(e.code, 2)
   t.ok(vCr.safeParse(e.doc).success, 'input-error form')
   t.notOk(vCr.safeParse({ ...e.doc, extra: 1 }).success, 'unknown field refused')
+})
+
+// vmm-run/v1 and scenario-run/v1 (issue 12 item 7): published with $id, and real output of both
+// commands validates against the zod schema and against the published file read back as a validator.
+t.test('scenario-run.schema.json and vmm-run.schema.json have $id and accept real output; unknown fields refused', async t => {
+  const generated = schemaFiles()
+  const sr = JSON.parse(generated['scenario-run.schema.json']!), vr = JSON.parse(generated['vmm-run.schema.json']!)
+  t.equal(sr.$id, 'https://virtmiti.invalid/schema/scenario-run/v1.json')
+  t.equal(vr.$id, 'https://virtmiti.invalid/schema/vmm-run/v1.json')
+  const vSr = z.fromJSONSchema(sr), vVr = z.fromJSONSchema(vr)
+  const capture = async (fn: (io: { out: (s: string) => void; err: (s: string) => void }) => Promise<number>) => {
+    let out = ''
+    const code = await fn({ out: s => { out += s }, err: () => {} })
+    return { code, doc: JSON.parse(out) }
+  }
+  const { main: scenariosMain } = await import('../../host/cli/scenarios-run.js')
+  // A passing and a failing sim run (a wrong expectation), so that failed runs' points are covered.
+  const pass = await capture(io => scenariosMain(['--tier', 'sim', '--json', '--filter', 'faulty-forces-nothing*'], { io, isTTY: false }))
+  t.equal(pass.code, 0)
+  for (const [what, doc] of [['passing', pass.doc], ['with the exhaustive matrix', (await capture(io => scenariosMain(['--tier', 'sim', '--json', '--filter', 'exhaustive*', '--exhaustive'], { io, isTTY: false }))).doc]] as const) {
+    t.ok(ScenarioRunJson.safeParse(doc).success, `scenarios run ${what}: zod ${JSON.stringify(ScenarioRunJson.safeParse(doc).error?.issues?.slice(0, 2))}`)
+    t.ok(vSr.safeParse(doc).success, `scenarios run ${what}: published schema`)
+  }
+  const bad = JSON.parse(JSON.stringify(pass.doc))
+  bad.runs[0].status = 'fail'; bad.runs[0].points = [{ ok: false, name: 'x', diag: { a: 1 }, sub: [{ ok: true, name: 'y' }] }]
+  t.ok(vSr.safeParse(bad).success, 'a failed run with nested points')
+  t.notOk(vSr.safeParse({ ...pass.doc, extra: 1 }).success, 'unknown top-level field refused')
+  const { main: vmmRunMain } = await import('../../host/cli/vmm-run.js')
+  const v = await capture(io => vmmRunMain(['--cpu-model', 'cascade-lake', '--profile', 'forces-nothing', '--json'], { io }))
+  // Exit 1 (the fault caught) where /dev/kvm works, 4 (skipped, with the reason) where it does not: both are documents of this kind.
+  t.ok([1, 4].includes(v.code), `exit ${v.code}`)
+  t.ok(VmmRunJson.safeParse(v.doc).success, `host vmm run: zod ${JSON.stringify(VmmRunJson.safeParse(v.doc).error?.issues?.slice(0, 2))}`)
+  t.ok(vVr.safeParse(v.doc).success, 'host vmm run: published schema')
+  t.notOk(vVr.safeParse({ ...v.doc, extra: 1 }).success, 'unknown top-level field refused')
 })

@@ -20,7 +20,9 @@ import { kvmMachine, simMachine } from '../runner/machines.js'
 import { EXHAUSTIVE_NAME, runExhaustive } from '../runner/exhaustive.js'
 import { builtinQemuDir, defaultSet, loadQemuMatrix, qemuTable, qemuTierUnavailable, runQemuTier, selectSet, tierPaths, type QemuBoot } from '../qemu/tier.js'
 
-export const RUN_SCHEMA_ID = 'virtmiti/scenario-run/v1'
+import { SCENARIO_RUN_SCHEMA_ID as RUN_SCHEMA_ID } from '../../contract/schema-ids.js'
+
+export { RUN_SCHEMA_ID }
 
 const HELP = `Usage: virtmiti scenarios run [DIR|FILE...] [options]
 Run scenario files (default: the built-in catalog, scenarios/cases) end to end: guest probe ->

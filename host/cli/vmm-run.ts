@@ -14,7 +14,9 @@ import { PROFILES, profileByName } from '../vmm/profiles.js'
 // Pure layout constants (no koffi): how many vCPU mailboxes the payload's 1 MiB holds.
 import { MAX_VCPUS } from '../vmm/kvm/payload.js'
 
-export const VMM_RUN_SCHEMA_ID = 'virtmiti/vmm-run/v1'
+import { VMM_RUN_SCHEMA_ID } from '../../contract/schema-ids.js'
+
+export { VMM_RUN_SCHEMA_ID }
 export const DEFAULT_HOST_CPU = 'sapphire-rapids'
 /** A spectre_v2=retpoline guest without BHI_CTRL using the short loop: the case the contract exists for (contract/CONTRACT.md section 1). */
 export const DEFAULT_SPECTRE_V2 = 'Mitigation: Retpolines; IBPB: conditional; STIBP: disabled; RSB filling; PBRSB-eIBRS: Not affected; BHI: SW loop, KVM: SW loop'
