@@ -7,7 +7,7 @@ import { REPORT_MAX_BYTES } from '../../contract/report-json.js'
 import { validateUserspaceForce } from '../../contract/vmm-response.js'
 import { expectFor, expectForCtrl, type Expectation } from '../check/expect.js'
 import { parseGuestReport, parseHostCaps } from '../check/parse.js'
-import { PROFILES, profileByName } from '../vmm/profiles.js'
+import { PROFILES, profileByName, profileIdsForHelp } from '../vmm/profiles.js'
 import type { VmmProfile } from '../vmm/profile.js'
 import { readLimited } from './read-input.js'
 import { safeText } from '../../bin/lib/escape.js'
@@ -16,7 +16,8 @@ import { catalogHostCaps } from '../runner/host-cpu.js'
 export { EXPECT_SCHEMA_ID } from '../../contract/host-output-schemas.js'
 import { EXPECT_SCHEMA_ID } from '../../contract/host-output-schemas.js'
 
-export const EXPECT_HELP = `Usage: virtmiti host expect (--guest-report FILE | --miti-ctrl LIST) (--host-caps FILE | --caps LIST | --host-cpu ID) [options]
+/** The help text; a function so that the built-in VMM catalog (data files) is read only when asked for. */
+export const expectHelp = (): string => `Usage: virtmiti host expect (--guest-report FILE | --miti-ctrl LIST) (--host-caps FILE | --caps LIST | --host-cpu ID) [options]
 
 Prints, per vCPU, the SPEC_CTRL bits the VMM must force (mask) and their values, with the
 contract/CONTRACT.md section 5 rule behind every bit.
@@ -28,7 +29,7 @@ Options:
   --caps LIST             host caps that are present, e.g. bhiCtrl,rrsbaCtrl,rrsba,stibp,ssbd
                           (names: ${HOST_CAP_NAMES.join(', ')}; "none" for none)
   --host-cpu ID           host caps of a catalog CPU model (scenarios/cpus/<id>.yaml), e.g. sapphire-rapids
-  --profile NAME          VMM profile (default reference): ${[...PROFILES.keys()].join(', ')}
+  --profile NAME          VMM profile (default reference): ${profileIdsForHelp()}
   --userspace-mask X      userspace force mask (overrides the profile's), e.g. 0x400
   --userspace-value X     userspace force value (must be a subset of the mask and of the host's
                           supported bits)
@@ -66,7 +67,7 @@ export async function main(argv: string[], deps: { io?: Io } = {}): Promise<numb
     profile: { type: 'string' }, 'userspace-mask': { type: 'string' }, 'userspace-value': { type: 'string' },
     json: { type: 'boolean' }, 'no-color': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   })
-  if (o.help) { io.out(EXPECT_HELP); return EXIT.OK }
+  if (o.help) { io.out(expectHelp()); return EXIT.OK }
   if ((o['guest-report'] === undefined) === (o['miti-ctrl'] === undefined)) throw new UsageError('host expect: give exactly one of --guest-report FILE or --miti-ctrl LIST')
   if ([o['host-caps'], o.caps, o['host-cpu']].filter(x => x !== undefined).length !== 1) throw new UsageError('host expect: give exactly one of --host-caps FILE, --caps LIST or --host-cpu ID')
   const base = profileByName(o.profile ?? 'reference')

@@ -39,3 +39,8 @@ export const faultyProfiles = (): string[] => [...PROFILES.values()].filter(isFa
 export function profileByName(name: string): VmmProfile | undefined {
   return PROFILES.get(name)
 }
+
+/** The built-in ids for a --help text: help must answer even where the data directory is missing. */
+export function profileIdsForHelp(): string {
+  try { return [...PROFILES.keys()].join(', ') } catch (e) { return `(the built-in VMM definitions could not be read: ${(e as Error).message.split('\n')[0]})` }
+}
