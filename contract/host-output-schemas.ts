@@ -48,6 +48,11 @@ const checkItem = z.strictObject({
   diag: z.record(z.string(), z.unknown()).optional(),
 })
 
+const vcpuCheck = z.strictObject({
+  index: z.number().int().min(0), ok: z.boolean(), items: z.array(checkItem), notes: z.array(z.string()),
+  basis: z.enum(['guest+vmm', 'vmm-only']).describe('what the vCPU was checked on: guest data and the VMM state, or the VMM state only (offline, fault, absent from the report)'),
+})
+
 const checkOk = z.strictObject({
   schema: z.literal(CHECK_RESULT_SCHEMA_ID),
   ok: z.boolean().describe('verdict === "pass"'),
@@ -56,12 +61,11 @@ const checkOk = z.strictObject({
   pairedBy: z.enum(['vm-uuid', 'vcpu-index-only']),
   hostCapsFrom: z.enum(['host-caps-file', 'vmm-state']),
   vm: z.array(checkItem),
-  vcpus: z.array(z.strictObject({
-    index: z.number().int().min(0), ok: z.boolean(), items: z.array(checkItem), notes: z.array(z.string()),
-    basis: z.enum(['guest+vmm', 'vmm-only']).describe('what the vCPU was checked on: guest data and the VMM state, or the VMM state only (offline, fault, absent from the report)'),
-  })),
+  vcpus: z.array(vcpuCheck),
   failures: z.array(z.string()),
   findings: z.array(needFinding).optional(),
+  selftest: z.array(checkItem).optional().describe('with --selftest: the guest selftest\'s rules, one item each (id: the rule key, e.g. perVcpu)'),
+  afterReset: z.array(vcpuCheck).optional().describe('with --after-reset: per vCPU, CTRL and the forced bits after a vCPU reset (contract/CONTRACT.md section 3)'),
 })
 
 /** The inputs did not parse: exit 2, with the file, field and expectation per error. */

@@ -34,6 +34,13 @@ t.test('errors name the path and what was expected', async t => {
     [d => { d.expected.caught = { check: 'check.forced-mask', bit: 'BHI_DIS_S' } }, 'expected.caught', /no `caught` when verdict is pass/],
     [d => { d.expected.mitiCtrl = { perVcpu: [[]] } }, 'expected.mitiCtrl.perVcpu', /expected 2 entries/],
     [d => { d.tiers = ['xen'] }, 'tiers.0', /expected one of sim, kvm, qemu/],
+    // Richer expectations (issue 13): the valid ids are named.
+    [d => { d.expected.guest = { verdict: 'safe' } }, 'expected.guest.verdict', /expected a guest verdict \(protected, at-risk, vulnerable, unknown/],
+    [d => { d.expected.guest = { verdict: 'at-risk', findings: ['vmm.not-advertised'] } }, 'expected.guest.findings.0', /expected a finding id of contract\/findings\.ts \(kernel\.bhi-vulnerable, .*vmm\.not-enumerated/],
+    [d => { d.expected.guest = { verdict: 'at-risk', concerns: { rrsba: 'at-risk' } } }, 'expected.guest.concerns', /Unrecognized key/],
+    [d => { d.expected.guest = { verdict: 'at-risk', concerns: { bhi: 'fine' } } }, 'expected.guest.concerns.bhi', /expected a guest verdict/],
+    [d => { d.expected.hostCheck = { perVcpu: [true, ['forced-masks']] } }, 'expected.hostCheck.perVcpu.1.0', /expected a host check item id \(guest-readback, .*forced-mask/],
+    [d => { d.expected.hostCheck = { perVcpu: [true, 'no'] } }, 'expected.hostCheck.perVcpu.1', /expected true \(all items ok\), false \(some item fails\) or the list of failing item ids/],
   ]
   for (const [mut, path, msg] of cases) {
     const d = doc(); mut(d)
@@ -43,6 +50,16 @@ t.test('errors name the path and what was expected', async t => {
     t.ok(hit, `error at "${path}" (got ${JSON.stringify(r.errors)})`)
     t.match(hit?.message ?? '', msg)
   }
+})
+
+t.test('richer expectations parse: guest verdict, concerns, findings, per-vCPU failing items', async t => {
+  const d = doc()
+  d.expected.guest = { verdict: 'at-risk', concerns: { retpoline: 'at-risk' }, findings: ['vmm.enum-lacks-bit', 'kernel.prediction-mismatch'] }
+  d.expected.hostCheck = { perVcpu: [true, ['forced-mask', 'effective']] }
+  const r = scenarioFromDoc(d)
+  if (!r.ok) return t.fail(JSON.stringify(r.errors))
+  t.same(r.scenario.expected.guest?.findings, ['vmm.enum-lacks-bit', 'kernel.prediction-mismatch'])
+  t.same(r.scenario.expected.hostCheck?.perVcpu, [true, ['forced-mask', 'effective']])
 })
 
 t.test('JSON Schema export is strict and names every top-level field', async t => {

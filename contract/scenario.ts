@@ -5,6 +5,8 @@
 import { z } from 'zod'
 import { ARCH_CAPABILITIES, CPUID_7_0_EDX, CPUID_7_2_EDX, SPEC_CTRL, VIRTUAL_MITIGATION_CTRL, type RegisterDef } from './registers.js'
 import { VmmDoc, integerIndices } from './vmm-definition.js'
+import { FINDINGS } from './findings.js'
+import { CONCERNS } from './verdict-types.js'
 
 export const TIERS = ['sim', 'kvm', 'qemu'] as const
 export type Tier = (typeof TIERS)[number]
@@ -46,6 +48,27 @@ const catalogId = (what: string) => z.string({ message: `expected the ${what} as
 
 /** true / false / unknown: "unknown" means the guest leaves the CTRL bit as it is (contract/CONTRACT.md section 4, contract/miti-ctrl.ts). */
 const wishValue = z.union([z.boolean(), z.literal('unknown')], { message: 'expected true, false or "unknown"' })
+
+/** The guest verdicts of contract/CONTRACT.md section 8 (contract/verdict-types.ts Verdict). */
+export const GUEST_VERDICTS = ['protected', 'at-risk', 'vulnerable', 'unknown'] as const
+const guestVerdict = z.enum(GUEST_VERDICTS, { message: `expected a guest verdict (${GUEST_VERDICTS.join(', ')}; contract/CONTRACT.md section 8)` })
+const FINDING_IDS = FINDINGS.map(f => f.id)
+const findingId = z.string({ message: 'expected a finding id as a string' })
+  .refine(x => FINDING_IDS.includes(x), { message: `expected a finding id of contract/findings.ts (${FINDING_IDS.join(', ')})` })
+
+/**
+ * The per-vCPU item ids of `host check` (host/check/check.ts checkVcpu): what a per-vCPU outcome may
+ * name as failing. Listed here so that a scenario's typo is an input error naming the valid ids;
+ * host/check/evidence.test.ts keeps this list and the checker in step.
+ */
+export const CHECK_VCPU_ITEMS = ['guest-readback', 'enumeration', 'miti-enum', 'miti-ctrl', 'read-back', 'forced-mask', 'forced-value', 'effective', 'hardware', 'guest-read'] as const
+const checkItemId = z.enum(CHECK_VCPU_ITEMS, { message: `expected a host check item id (${CHECK_VCPU_ITEMS.join(', ')})` })
+
+/** One vCPU's host check outcome: true (every item ok), false (some item fails), or exactly the failing item ids ([] = ok). */
+const vcpuOutcome = z.union([
+  z.boolean(),
+  z.array(checkItemId).max(CHECK_VCPU_ITEMS.length).refine(a => new Set(a).size === a.length, { message: 'expected each item id at most once' }),
+], { message: `expected true (all items ok), false (some item fails) or the list of failing item ids (${CHECK_VCPU_ITEMS.join(', ')})` })
 
 const forcedPair = z.strictObject({
   mask: bitList(SPEC_CTRL),
@@ -110,9 +133,23 @@ export const ScenarioDoc = z.strictObject({
     ], { message: 'expected { mask: [...], value: [...] } of SPEC_CTRL bit names, or { perVcpu: [{ mask, value }, ...] }' }),
     /** pass: a correct VMM, everything checks out. fail: a faulty VMM that must be caught as `caught` says. */
     verdict: z.enum(['pass', 'fail'], { message: 'expected "pass" or "fail"' }).describe('pass: a correct VMM; fail: a faulty VMM that must be caught as `caught` says'),
-    /** The host check's outcome per vCPU (true: every item of that vCPU ok), for faults confined to some vCPUs. */
-    hostCheck: z.strictObject({ perVcpu: z.array(z.boolean({ message: 'expected true (all items ok) or false' })).min(1).max(64) }).optional()
-      .describe('The first host check\'s outcome per vCPU: true when every item of that vCPU is ok'),
+    /**
+     * The host check's outcome per vCPU, for faults confined to some vCPUs: true (every item of that
+     * vCPU ok), false (some item fails), or exactly the ids of the failing items.
+     */
+    hostCheck: z.strictObject({ perVcpu: z.array(vcpuOutcome).min(1).max(64) }).optional()
+      .describe('The first host check\'s outcome per vCPU: true when every item of that vCPU is ok, false when some fails, or the exact list of failing item ids'),
+    /**
+     * The guest's own verdict after its report (contract/CONTRACT.md section 8; contract/verdict.ts): the
+     * whole guest, optionally per concern, and the finding ids (contract/findings.ts) it names.
+     */
+    guest: z.strictObject({
+      verdict: guestVerdict.describe('The whole guest\'s verdict after the report (the worst concern)'),
+      concerns: z.strictObject(Object.fromEntries(CONCERNS.map(c => [c, guestVerdict.optional()])) as Record<'bhi' | 'retpoline', z.ZodOptional<typeof guestVerdict>>).optional()
+        .describe('Per concern (bhi; retpoline = retpoline/RRSBA): its verdict'),
+      findings: z.array(findingId).max(FINDING_IDS.length).refine(a => new Set(a).size === a.length, { message: 'expected each finding id at most once' }).optional()
+        .describe('Exactly the findings that are not notes ([] for none); a note id listed here must be among the findings too (other notes are allowed)'),
+    }).optional().describe('The guest verdict after its report (contract/CONTRACT.md section 8)'),
     caught: z.strictObject({
       check: z.string({ message: 'expected a check id' }).regex(CAUGHT_RE, 'expected "guest.report", "check.<item>", "selftest.<rule>" or "reset.<item>"'),
       /** The bit the failure must name (SPEC_CTRL or MITI_CTRL name); omit only for selftest rules. */

@@ -46,6 +46,10 @@ export interface CheckResult {
   vcpus: VcpuCheck[]
   /** One line per failure, "vCPU N: message". */
   failures: string[]
+  /** With the guest selftest's output as evidence (host/check/evidence.ts): one item per rule. */
+  selftest?: CheckItem[]
+  /** With a VMM state taken after a vCPU reset as evidence: per vCPU, CTRL and forced bits (section 3). */
+  afterReset?: VcpuCheck[]
 }
 
 const u = (s: string): bigint => parseU64(s) ?? 0n

@@ -20,6 +20,8 @@ export function checkTapPoints(r: CheckResult): TapPoint[] {
       sub: c.items.map(point),
       ...(c.notes.length ? { diag: { notes: c.notes } } : {}),
     })),
+    ...(r.selftest ? [{ ok: r.selftest.every(i => i.ok), name: 'guest selftest (--selftest)', sub: r.selftest.map(point) }] : []),
+    ...(r.afterReset ?? []).map((c): TapPoint => ({ ok: c.ok, name: `vCPU ${c.index} after reset (--after-reset)`, sub: c.items.map(point) })),
   ]
 }
 

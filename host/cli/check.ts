@@ -13,6 +13,8 @@ import { readLimited } from './read-input.js'
 import { makeColor } from '../../bin/lib/color.js'
 import { jsonText, safeText } from '../../bin/lib/escape.js'
 import { stateFromQmp } from '../qemu/qemu-state.js'
+import { SELFTEST_TAP_MAX_BYTES } from '../check/selftest-tap.js'
+import { parseU64 } from '../../contract/bits.js'
 
 export const CHECK_HELP = `Usage: virtmiti host check --guest-report FILE (--vmm-state FILE | --qmp SOCKET) [options]
 
@@ -30,6 +32,14 @@ Options:
                         patches (host/qemu/patches) over its QMP Unix socket (qom-get per vCPU)
   --host-caps FILE      the host's capabilities (\`virtmiti host caps --json\`); default: trust the
                         caps recorded in the VMM state (said so in the output)
+  --selftest FILE       also judge the guest selftest's output (\`virtmiti guest selftest\` TAP, saved in
+                        the same guest): faults only exercising the MSRs shows (per-vCPU scope,
+                        read-only ENUMs, reserved CTRL bits), one item per rule
+  --after-reset FILE    also judge a VMM state (virtmiti/vmm-state/v1) taken after resetting every
+                        vCPU, before the guest wrote CTRL again: CTRL must be 0 (contract/CONTRACT.md
+                        section 3) and only userspace's force remain
+  --reset-ctrl VALUE    with --after-reset: the reset CTRL the VMM declares instead of 0 (section 7:
+                        Intel's value is unconfirmed), e.g. 0x1
   --tap                 TAP 14: one subtest per vCPU, YAML diagnostics with expected/observed bits
   --tap-version 13|14   TAP version for --tap (13 flattens subtests)
   --json                JSON (schema virtmiti/check-result/v1)
@@ -44,6 +54,7 @@ export async function main(argv: string[], deps: { io?: Io } = {}): Promise<numb
   const io = deps.io ?? stdio
   const { values: o } = parse('host check', argv, {
     'guest-report': { type: 'string' }, 'vmm-state': { type: 'string' }, qmp: { type: 'string' }, 'host-caps': { type: 'string' },
+    selftest: { type: 'string' }, 'after-reset': { type: 'string' }, 'reset-ctrl': { type: 'string' },
     tap: { type: 'boolean' }, 'tap-version': { type: 'string' }, json: { type: 'boolean' }, 'no-color': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   })
   if (o.help) { io.out(CHECK_HELP); return EXIT.OK }
@@ -51,7 +62,10 @@ export async function main(argv: string[], deps: { io?: Io } = {}): Promise<numb
   if (!o['guest-report'] || (!o['vmm-state'] && !o.qmp)) throw new UsageError('host check: --guest-report FILE and --vmm-state FILE (or --qmp SOCKET) are required')
   if (o.tap && o.json) throw new UsageError('host check: --tap and --json are exclusive')
   if (o['tap-version'] !== undefined && o['tap-version'] !== '13' && o['tap-version'] !== '14') throw new UsageError(`host check: --tap-version ${o['tap-version']}: expected 13 or 14`)
-  if (o['guest-report'] === '-' && o['vmm-state'] === '-') throw new UsageError('host check: only one input can be standard input')
+  if ([o['guest-report'], o['vmm-state'], o.selftest, o['after-reset']].filter(x => x === '-').length > 1) throw new UsageError('host check: only one input can be standard input')
+  if (o['reset-ctrl'] !== undefined && o['after-reset'] === undefined) throw new UsageError('host check: --reset-ctrl needs --after-reset FILE')
+  const resetCtrl = o['reset-ctrl'] === undefined ? undefined : parseU64(o['reset-ctrl'])
+  if (o['reset-ctrl'] !== undefined && resetCtrl === undefined) throw new UsageError(`host check: --reset-ctrl ${o['reset-ctrl']}: expected a 64-bit value like 0x1`)
 
   const report = readLimited(o['guest-report'], REPORT_MAX_BYTES, 'guest report')
   let state: string
@@ -61,9 +75,14 @@ export async function main(argv: string[], deps: { io?: Io } = {}): Promise<numb
     state = JSON.stringify(s.state)
   } else state = readLimited(o['vmm-state']!, VMM_STATE_MAX_BYTES, 'VMM state')
   const caps = o['host-caps'] !== undefined ? readLimited(o['host-caps'], 64 * 1024, 'host caps') : undefined
+  const selftest = o.selftest !== undefined ? readLimited(o.selftest, SELFTEST_TAP_MAX_BYTES, 'selftest TAP') : undefined
+  const afterReset = o['after-reset'] !== undefined ? readLimited(o['after-reset'], VMM_STATE_MAX_BYTES, 'after-reset VMM state') : undefined
   // Input errors come first (issue 14 item 11): a garbage report with an unknowns-bearing caps
   // file is a usage/input error (2), not "could not tell" (3).
-  const r = checkFromText({ report, state, ...(caps !== undefined ? { hostCaps: caps } : {}) })
+  const r = checkFromText({
+    report, state, ...(caps !== undefined ? { hostCaps: caps } : {}), ...(selftest !== undefined ? { selftest } : {}),
+    ...(afterReset !== undefined ? { afterReset } : {}), ...(resetCtrl !== undefined ? { resetCtrl } : {}),
+  })
   if (!r.ok) {
     if (o.json) io.out(jsonText({ schema: 'virtmiti/check-result/v1', ok: false, inputErrors: r.errors }, 2) + '\n')
     io.err(r.errors.map(e => `virtmiti: ${safeText(e)}\n`).join(''))

@@ -13,6 +13,7 @@ import { InputError } from '../../bin/lib/cli.js'
 import { builtinCasesDir, builtinCpusDir, builtinVmmsDir, packageRoot } from '../runner/catalog.js'
 import { simMachine } from '../runner/machines.js'
 import type { MachineFactory } from '../runner/chain.js'
+import { loadScenarios } from '../runner/scenario-file.js'
 
 function capture() {
   const o = { out: '', err: '', writes: [] as { at: number; text: string }[] }
@@ -97,26 +98,45 @@ t.test('inline definitions are validated against the scenario (per-vCPU knobs na
   await t.rejects(run([d, '--tier', 'sim']), { constructor: InputError, message: /cannot be limited to some vCPUs/ })
 })
 
-t.test('--emit: host check on the emitted files reproduces each run\'s first host check', async t => {
+t.test('--emit: host check on the emitted files reproduces each run\'s verdict, naming the same failure', async t => {
   const d = tmp(), out = path.join(d, 'out')
   const r = await run(['--tier', 'sim', '--emit', out])
   t.equal(r.code, 0)
-  const dirs = fs.readdirSync(out).map(s => path.join(out, s, 'sim')).filter(x => fs.existsSync(x))
-  t.ok(dirs.length >= 30, `${dirs.length} runs emitted`)
-  for (const dir of dirs) {
-    const recorded = JSON.parse(fs.readFileSync(path.join(dir, 'host-check.json'), 'utf8')) as { ok: boolean; vcpus: { items: { id: string; ok: boolean }[] }[] }
+  const catalog = loadScenarios([CASES]).scenarios.map(x => x.scenario)
+  t.ok(catalog.filter(s => s.expected.verdict === 'fail').length >= 12, 'every faulty VMM of the catalog')
+  type Item = { id: string; ok: boolean; message: string; diag?: unknown }
+  type Result = { ok: boolean; vm: Item[]; vcpus: { items: Item[] }[]; selftest?: Item[]; afterReset?: { items: Item[] }[] }
+  /** The failing items as the run's stage ids (contract/scenario.ts CAUGHT_RE): check.*, selftest.*, reset.*. */
+  const failing = (x: Result) => [
+    ...[...x.vm, ...x.vcpus.flatMap(v => v.items)].map(i => ({ ...i, id: `check.${i.id}` })),
+    ...(x.selftest ?? []).map(i => ({ ...i, id: `selftest.${i.id}` })),
+    ...(x.afterReset ?? []).flatMap(v => v.items).map(i => ({ ...i, id: `reset.${i.id}` })),
+  ].filter(i => !i.ok)
+  for (const s of catalog) {
+    const dir = path.join(out, s.name, 'sim')
+    const f = (n: string) => path.join(dir, n)
+    t.ok(fs.existsSync(f('selftest.tap')) && fs.existsSync(f('vmm-state-after-reset.json')), `${s.name}: selftest and after-reset evidence emitted`)
     const { io, o } = capture()
-    const code = await checkMain(['--guest-report', path.join(dir, 'guest-report.json'), '--vmm-state', path.join(dir, 'vmm-state.json'), '--host-caps', path.join(dir, 'host-caps.json'), '--json'], { io })
-    const now = JSON.parse(o.out) as typeof recorded
-    t.equal(code, recorded.ok ? 0 : 1, `${path.basename(path.dirname(dir))}: exit ${recorded.ok ? 0 : 1}`)
-    const bad = (x: typeof recorded) => x.vcpus.flatMap((v, i) => v.items.filter(it => !it.ok).map(it => `${i}:${it.id}`))
-    t.same(bad(now), bad(recorded), `${path.basename(path.dirname(dir))}: same failing items`)
+    const code = await checkMain(['--guest-report', f('guest-report.json'), '--vmm-state', f('vmm-state.json'), '--host-caps', f('host-caps.json'),
+      '--selftest', f('selftest.tap'), '--after-reset', f('vmm-state-after-reset.json'), '--json'], { io })
+    const now = JSON.parse(o.out) as Result
+    const recorded = JSON.parse(fs.readFileSync(f('host-check.json'), 'utf8')) as Result
+    t.same(failing(now).map(i => i.id), failing(recorded).map(i => i.id), `${s.name}: host-check.json is that check`)
+    if (s.expected.verdict === 'pass') { t.equal(code, 0, `${s.name}: correct VMM, exit 0`); continue }
+    t.equal(code, 1, `${s.name}: faulty VMM, exit 1`)
+    const c = s.expected.caught!
+    const hit = failing(now).find(i => i.id === c.check && (c.bit === undefined || new RegExp(`\\b${c.bit}\\b`).test(i.message + JSON.stringify(i.diag ?? {}))))
+    t.ok(hit, `${s.name}: host check names ${c.check}${c.bit ? ` ${c.bit}` : ''}, as the run did (${failing(now).map(i => i.id).join(', ')})`)
   }
-  // The catalog's faults caught by the host check itself fail there, naming the caught bit.
-  const one = path.join(out, 'faulty-forces-nothing-on-one-vcpu', 'sim')
+  // The guest report carries the verdict, as `guest report --out` writes it.
+  const rep = JSON.parse(fs.readFileSync(path.join(out, 'vmm-enumerates-bhb-only', 'sim', 'guest-report.json'), 'utf8')) as { verdict?: { verdict: string; findings: string[] } }
+  t.same(rep.verdict && [rep.verdict.verdict, rep.verdict.findings.filter(x => x.startsWith('vmm.'))], ['at-risk', ['vmm.enum-lacks-bit']])
+  // Without the extra evidence, faults only the selftest or a reset see pass the state check, as they pass the run's first check.
+  const one = path.join(out, 'faulty-ctrl-not-per-vcpu', 'sim')
+  t.equal(await checkMain(['--guest-report', path.join(one, 'guest-report.json'), '--vmm-state', path.join(one, 'vmm-state.json')], { io: capture().io }), 0)
   const { io, o } = capture()
-  t.equal(await checkMain(['--guest-report', path.join(one, 'guest-report.json'), '--vmm-state', path.join(one, 'vmm-state.json')], { io }), 1)
-  t.match(o.out, /BHI_DIS_S/)
+  t.equal(await checkMain(['--guest-report', path.join(one, 'guest-report.json'), '--vmm-state', path.join(one, 'vmm-state.json'), '--selftest', path.join(one, 'selftest.tap')], { io }), 1)
+  t.match(o.out, /FAIL selftest: guest selftest fails: MSR_VIRTUAL_MITIGATION_CTRL is per vCPU/)
   // Output-file rules: the run's directory may not be a symlink.
   const evil = path.join(d, 'evil'); fs.mkdirSync(evil)
   const out2 = path.join(d, 'out2'); fs.mkdirSync(out2)

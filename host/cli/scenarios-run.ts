@@ -147,7 +147,7 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean; mac
   const results: UnitResult[] = await runUnits(units, ctx, jobs, progress, r => {
     if (tty) io.err('\r\x1b[K')
     if (values.emit !== undefined && r.run && r.hostCaps) {
-      const e = emitRun(values.emit, r.unit.scenario.name, r.unit.tier, r.run, r.hostCaps, `scenario ${r.unit.scenario.name}: host ${r.unit.scenario.host.cpu}`)
+      const e = emitRun(values.emit, r.unit.scenario.name, r.unit.tier, r.run, r.hostCaps, `scenario ${r.unit.scenario.name}: host ${r.unit.scenario.host.cpu}`, r.resetCtrl)
       if (e) emitted.push(e.dir)
     }
     put(r.point)

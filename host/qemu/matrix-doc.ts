@@ -2,7 +2,7 @@
 // patched QEMU's boots list. Its own module so that the tier and one patched boot (patched.ts)
 // both read it without importing each other.
 import { z } from 'zod'
-import { QEMU_FAULTS } from './checks-patched.js'
+import { QEMU_FAULTS, type QemuFault } from './checks-patched.js'
 
 const cpuName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected a QEMU -cpu model name like Skylake-Server')
 const param = /^[A-Za-z0-9_.]+(=[A-Za-z0-9_.,=-]*)?$/
@@ -16,6 +16,8 @@ const PatchedBootDoc = z.strictObject({
   props: z.array(cpuProp).max(16).optional().describe('extra -cpu properties of the guest model (guest-visible), e.g. bhi-ctrl=on'),
   host: catalogId.describe('the host QEMU responds as (contract/CONTRACT.md section 5): its caps become virt-miti-host-* properties'),
   append,
+  vmm: z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'expected a VMM definition id (scenarios/vmms/<id>.yaml), e.g. reference').optional()
+    .describe('a VMM definition (scenarios/vmms/<id>.yaml) translated into -cpu properties (host/qemu/vmm-props.ts); instead of fault and force'),
   fault: z.enum(QEMU_FAULTS).optional().describe('x-virt-miti-fault: the fault this boot must catch by name'),
   force: z.strictObject({ mask: u64, value: u64 }).optional().describe('spec-ctrl-force-mask / -value (userspace force)'),
   migrateTo: catalogId.optional().describe('after the guest ran, migrate it to a second QEMU responding as this host'),
@@ -26,7 +28,7 @@ const PatchedBootDoc = z.strictObject({
     destForcedMask: u64.optional(),
   }).optional().describe('what this boot is in the matrix to cover (the kernel and host check stay the oracles)'),
   ci: z.boolean().optional(), note: z.string().optional(),
-})
+}).refine(b => b.vmm === undefined || (b.fault === undefined && b.force === undefined), { message: 'expected vmm or fault/force, not both: the VMM definition carries its own faults and userspace force', path: ['vmm'] })
 export const QemuMatrixDoc = z.strictObject({
   description: z.string().min(1),
   source: z.string().min(1),
@@ -38,4 +40,5 @@ export const QemuMatrixDoc = z.strictObject({
 }).refine(d => d.vmm === 'patched' ? d.boots !== undefined && !d.models && !d.cmdlines : d.boots === undefined && d.models !== undefined && d.cmdlines !== undefined,
   'vmm: stock takes models x cmdlines; vmm: patched takes a boots list')
 
-export type PatchedBootSpec = z.infer<typeof PatchedBootDoc>
+/** A boot as parsed; `vmmProps` once its `vmm` definition is translated (tier.ts parseQemuMatrix). */
+export type PatchedBootSpec = z.infer<typeof PatchedBootDoc> & { vmmProps?: { props: string[]; fault?: QemuFault; mitiEnum: bigint } }

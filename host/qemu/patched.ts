@@ -22,6 +22,9 @@ import { checkPatched, type HostSide } from './checks-patched.js'
 import { Qmp } from './qmp.js'
 import { readQemuState } from './qemu-state.js'
 import type { PatchedBootSpec } from './matrix-doc.js'
+import { vmmQemuProps } from './vmm-props.js'
+import { PROFILES } from '../vmm/profiles.js'
+import type { VmmProfile } from '../vmm/profile.js'
 
 /** MITI_ENUM the tier presents: both bits (contract/CONTRACT.md section 2; patch 0002's default). */
 export const TIER_MITI_ENUM = 0x3n
@@ -36,8 +39,9 @@ export function hostCapsProps(c: HostCaps): string[] {
   ]
 }
 
-/** Every -cpu property of one side: guest-visible ones, then the host's response. */
+/** Every -cpu property of one side: guest-visible ones, then the host's response (the VMM definition's, when the boot names one). */
 export function patchedCpuProps(b: PatchedBootSpec, caps: HostCaps): string[] {
+  if (b.vmmProps) return [...(b.props ?? []), ...b.vmmProps.props, ...hostCapsProps(caps)]
   return [
     ...(b.props ?? []), 'virt-miti=on', `virt-miti-enum=${TIER_MITI_ENUM}`, ...hostCapsProps(caps),
     ...(b.force ? [`spec-ctrl-force-mask=${b.force.mask}`, `spec-ctrl-force-value=${b.force.value}`] : []),
@@ -184,7 +188,8 @@ export function patchedPoints(b: PatchedBootSpec, r: BootResult, vcpus: number, 
     ...(sides.src?.check?.ok ? { check: sides.src.check.result } : {}), ...(sides.src?.check && !sides.src.check.ok ? { checkErrors: sides.src.check.errors } : {}),
   }
   if (!sides.src) host.stateErrors = ['the guest never reached its last section: QEMU state not read']
-  const points = [...c.points, ...checkPatched(r.sections, probe, report, host, { vcpus, kernel, mitiEnum: TIER_MITI_ENUM, ...(b.fault ? { fault: b.fault } : {}) })]
+  const fault = b.fault ?? b.vmmProps?.fault
+  const points = [...c.points, ...checkPatched(r.sections, probe, report, host, { vcpus, kernel, mitiEnum: b.vmmProps?.mitiEnum ?? TIER_MITI_ENUM, ...(fault ? { fault } : {}) })]
   const st = sides.src?.state
   const forcedOf = (s: VmmState | undefined) => s?.vcpus.map(v => ({ mask: v.forcedMask, value: v.forcedValue }))
   // Coverage: what this boot is in the matrix for (hand-derived from contract/CONTRACT.md in the matrix).
@@ -207,7 +212,7 @@ export function patchedPoints(b: PatchedBootSpec, r: BootResult, vcpus: number, 
       vmm: { kind: 'patched', ...(st?.vmm.version ? { version: st.vmm.version } : {}), binary },
       ...(report?.kernelRelease ? { kernel: report.kernelRelease } : {}),
       ...(r.sections.get('cmdline') ? { cmdline: r.sections.get('cmdline')!.output.trim() } : {}),
-      host: b.host, ...(b.fault ? { fault: b.fault } : {}),
+      host: b.host, ...(fault ? { fault } : {}),
       ...(st ? { mitiCtrl: st.vcpus.map(v => v.mitiCtrl), forced: forcedOf(st)! } : {}),
       ...(hc ? { hostCheck: hc } : {}),
       ...(b.migrateTo ? {
@@ -222,3 +227,13 @@ export function patchedPoints(b: PatchedBootSpec, r: BootResult, vcpus: number, 
 }
 
 export const newUuid = (): string => crypto.randomUUID()
+
+/** A boot's `vmm:` definition as -cpu properties (vmm-props.ts), or why it cannot be (unknown id: the valid ids). */
+export function resolveBootVmm(b: PatchedBootSpec, vcpus: number, vmms: ReadonlyMap<string, VmmProfile> = PROFILES): PatchedBootSpec | { errors: string[] } {
+  if (b.vmm === undefined) return b
+  const d = vmms.get(b.vmm)
+  if (!d) return { errors: [`unknown VMM definition "${b.vmm}" (scenarios/vmms: ${[...vmms.keys()].sort().join(', ')})`] }
+  const r = vmmQemuProps(d, vcpus)
+  if (!r.ok) return { errors: r.errors.map(e => `vmm ${b.vmm}: ${e}`) }
+  return { ...b, vmmProps: { props: r.props, mitiEnum: r.mitiEnum, ...(r.fault ? { fault: r.fault } : {}) } }
+}

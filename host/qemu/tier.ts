@@ -14,7 +14,7 @@ import { bootGuest, type Accel, type BootOptions, type BootResult } from './boot
 import { checkBoot, type BootFacts } from './checks.js'
 import { buildImage, type ImageBuild } from './image.js'
 import { QemuMatrixDoc, type PatchedBootSpec } from './matrix-doc.js'
-import { catalogHostCaps, newUuid, patchedCpuProps, patchedHeld, patchedPoints, type MigrationResult, type PatchedRun, type SideResult } from './patched.js'
+import { catalogHostCaps, newUuid, patchedCpuProps, patchedHeld, patchedPoints, resolveBootVmm, type MigrationResult, type PatchedRun, type SideResult } from './patched.js'
 import { hex } from '../../contract/bits.js'
 
 export { QemuMatrixDoc, type PatchedBootSpec } from './matrix-doc.js'
@@ -33,7 +33,7 @@ export const bootName = (cpu: string, append: readonly string[]): string => `qem
 export function patchedBootName(b: PatchedBootSpec): string {
   const cpu = [b.cpu, ...(b.props ?? [])].join(',')
   const force = b.force ? ` force ${hex(b.force.mask)}/${hex(b.force.value)}` : ''
-  return `qemu-patched: ${cpu} on ${b.host} ${b.append.split(' ').filter(Boolean).join(' ') || '(default)'}${b.fault ? ` fault ${b.fault}` : ''}${force}${b.migrateTo ? ` -> ${b.migrateTo}` : ''}`
+  return `qemu-patched: ${cpu} on ${b.host}${b.vmm ? ` vmm ${b.vmm}` : ''} ${b.append.split(' ').filter(Boolean).join(' ') || '(default)'}${b.fault ? ` fault ${b.fault}` : ''}${force}${b.migrateTo ? ` -> ${b.migrateTo}` : ''}`
 }
 
 export function parseQemuMatrix(text: string, file: string): { boots: QemuBoot[]; errors: string[] } {
@@ -58,11 +58,19 @@ export function parseQemuMatrix(text: string, file: string): { boots: QemuBoot[]
       boots.push({ name: bootName(model.cpu, append), cpu: model.cpu, append, ci: model.ci === true && c.ci === true, vcpus: m.vcpus ?? 2, file, vmm: 'stock' })
     }
   }
-  for (const b of m.boots ?? []) {
-    const append = b.append.split(' ').filter(Boolean)
+  const errors: string[] = []
+  for (const [k, b0] of (m.boots ?? []).entries()) {
+    const append = b0.append.split(' ').filter(Boolean)
+    // A `vmm:` definition becomes -cpu properties now: what QEMU cannot express is an input error.
+    const b = resolveBootVmm(b0, m.vcpus ?? 2)
+    if ('errors' in b) {
+      const p = lc.linePos((doc.getIn(['boots', k, 'vmm'], true) as { range?: [number, number, number] } | undefined)?.range?.[0] ?? 0)
+      errors.push(...b.errors.map(e => `${file}:${p.line}:${p.col}: boots.${k}.vmm: ${e}`))
+      continue
+    }
     boots.push({ name: patchedBootName(b), cpu: b.cpu, append, ci: b.ci === true, vcpus: m.vcpus ?? 2, file, vmm: 'patched', patched: b })
   }
-  return { boots, errors: [] }
+  return { boots: errors.length ? [] : boots, errors }
 }
 
 /** Every *.yaml in the directories (sorted), boots in file order; duplicate boot names are errors. */

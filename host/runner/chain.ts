@@ -8,7 +8,7 @@ import type { CpuModel, PresentedCpu } from '../../contract/cpu-model.js'
 import { decide } from '../../contract/decide.js'
 import { hostCapsFromCpu, type HostCaps } from '../../contract/host-caps.js'
 import {
-  ARCH_CAPABILITIES, CPUID7_EDX_SPEC_CTRL, MSR, SPEC_CTRL, SPEC_CTRL_IBRS, VIRTUAL_MITIGATION_CTRL, hasBit32,
+  ARCH_CAPABILITIES, CPUID7_EDX_SPEC_CTRL, MSR, SPEC_CTRL, SPEC_CTRL_IBRS, hasBit32,
 } from '../../contract/registers.js'
 import type { Scenario } from '../../contract/scenario.js'
 import type { MitiCtrlWish } from '../../contract/miti-ctrl.js'
@@ -16,13 +16,16 @@ import type { Platform } from '../../guest/platform.js'
 import type { Facts } from '../../contract/facts.js'
 import type { Decision } from '../../contract/decision-types.js'
 import type { VmmState } from '../../contract/vmm-state-json.js'
+import type { Concern, Effect, Verdict } from '../../contract/verdict-types.js'
+import { reportVerdict } from '../../guest/cli/report.js'
+import { verdictJson } from '../../guest/render-verdict.js'
 import type { TapPoint } from '../../bin/lib/tap.js'
 import type { CpuidFidelity } from '../vmm/live/cpuid-fidelity.js'
 import { probe } from '../../guest/probe.js'
 import { runReport, type ReportRun } from '../../guest/apply/report.js'
-import { RULES, runSelftest, type SelftestResult } from '../../guest/selftest/run.js'
+import { runSelftest, type SelftestResult } from '../../guest/selftest/run.js'
 import { check, type CheckResult } from '../check/check.js'
-import { expectForCtrl } from '../check/expect.js'
+import { resetChecks, selftestItems } from '../check/evidence.js'
 import type { VmmEmulation } from '../vmm/emulation.js'
 import type { VmmProfile } from '../vmm/profile.js'
 import { vmmStateJson, type SpecCtrlHardware } from '../vmm/state.js'
@@ -76,6 +79,10 @@ export interface Observed {
   failures: StageFailure[]
   /** The first host check's outcome per vCPU (index order): every item ok. */
   hostCheckPerVcpu?: boolean[]
+  /** The first host check's failing item ids per vCPU (index order). */
+  hostCheckFailingPerVcpu?: string[][]
+  /** The guest's verdict after its report (contract/CONTRACT.md section 8), as `guest report` computes it. */
+  guest?: { verdict: Verdict; concerns: Partial<Record<Concern, Verdict>>; findings: { id: string; effect: Effect }[] }
   /** guest report exit code (0 ok, 1 violation, 3 could not tell). */
   reportExit: number
   notes: string[]
@@ -103,6 +110,8 @@ export interface ChainRun {
   selftest?: SelftestResult
   /** Host check after the selftest (it must restore every value it changed). */
   checkAfterSelftest?: CheckResult
+  /** VMM state right after every vCPU was reset (what `host check --after-reset` judges). */
+  stateAfterReset?: VmmState
   timings?: ChainTimings
   ops?: { report: number; selftest: number }
 }
@@ -167,6 +176,8 @@ const checkFailures = (stage: string, label: string, r: CheckResult): StageFailu
 
 interface Started { m: GuestMachine; run: ChainRun; t0: number }
 
+const byIndex = <T extends { index: number }>(a: readonly T[]): T[] => [...a].sort((x, y) => x.index - y.index)
+
 const skippedRun = (m: GuestMachine): ChainRun => ({
   observed: { decision: { bhbClearSeqSUsed: 'unknown', retpolineSUsed: 'unknown' }, enumerated: false, vcpus: [], failures: [], reportExit: 0, notes: [] },
   tierPoints: m.tierPoints ?? [], skip: m.skip!, ...(m.cpuid ? { cpuid: m.cpuid } : {}),
@@ -186,6 +197,9 @@ function start(setup: ChainSetup, make: MachineFactory, spectreV2: string, vmUui
     const probeMs = performance.now() - tp
     const decision = decide(facts)
     const run = runReport(platform, facts, decision, { dryRun: false, now: FIXED_NOW, agentVersion: 'scenario-runner' })
+    // The verdict after the report, written into the report as `guest report` does (guest/cli/report.ts).
+    const judged = reportVerdict(facts, decision, run)
+    run.report.verdict = { ...verdictJson(judged), findings: [...new Set(judged.findings.map(f => f.id))].slice(0, 64) }
     const kernelStep = kernelSpecCtrl(platform, spectreV2, cpus)
     const reportMs = performance.now() - tp
     const reportOps = (m.ops?.() ?? 0) - ops0
@@ -204,7 +218,12 @@ function start(setup: ChainSetup, make: MachineFactory, spectreV2: string, vmUui
     return {
       m, t0,
       run: {
-        observed: { decision: { ...decision.wish }, enumerated: run.report.enumerated, vcpus, failures, hostCheckPerVcpu: [...c1.vcpus].sort((a, b) => a.index - b.index).map(v => v.ok), reportExit: run.exitCode, notes },
+        observed: {
+          decision: { ...decision.wish }, enumerated: run.report.enumerated, vcpus, failures,
+          hostCheckPerVcpu: byIndex(c1.vcpus).map(v => v.ok), hostCheckFailingPerVcpu: byIndex(c1.vcpus).map(v => v.items.filter(i => !i.ok).map(i => i.id)),
+          guest: { verdict: judged.verdict, concerns: Object.fromEntries(judged.concerns.map(c => [c.concern, c.verdict])), findings: judged.findings.map(f => ({ id: f.id, effect: f.effect })) },
+          reportExit: run.exitCode, notes,
+        },
         tierPoints: m.tierPoints ?? [], ...(m.cpuid ? { cpuid: m.cpuid } : {}),
         facts, decision, report: run, kernelStep, state, check: c1,
         timings: { createMs: m.createMs ?? 0, proofMs: m.proofMs ?? 0, probeMs, reportMs, checkMs, selftestMs: 0, totalMs: 0 },
@@ -220,30 +239,23 @@ function start(setup: ChainSetup, make: MachineFactory, spectreV2: string, vmUui
 /**
  * vCPU reset: CTRL is 0 after reset (contract/CONTRACT.md section 3), so only userspace's force remains
  * (section 5). Intel's reset value is unconfirmed (section 7): a VMM definition may declare
- * another (`ctrl.reset`), and then the response must follow that value.
+ * another (`ctrl.reset`), and then the response must follow that value. Judged by the same
+ * function as `host check --after-reset` (host/check/evidence.ts); returns the state it judged.
  */
-function resetCheck(setup: ChainSetup, vmm: VmmEmulation, failures: StageFailure[]): void {
-  for (const v of vmm.vcpus) v.reset()
-  const force = setup.profile.userspaceForce
-  const resetCtrl = setup.profile.resetCtrl ?? 0n
-  for (const s of vmm.states()) {
-    const e = expectForCtrl(s.index, resetCtrl, 'after vCPU reset', setup.hostCaps, force)
-    const cmp = (id: string, what: string, reg: typeof SPEC_CTRL, exp: bigint, obs: bigint) => {
-      if (exp === obs) return
-      const missing = decode(reg, exp & ~obs), extra = decode(reg, obs & ~exp)
-      failures.push({ id: `reset.${id}`, message: `vCPU ${s.index}: ${what} after vCPU reset:${missing.length ? ` missing ${missing.join(', ')}` : ''}${extra.length ? ` extra ${extra.join(', ')}` : ''} (expected ${hex(exp)}, observed ${hex(obs)}; contract/CONTRACT.md section 3: ${resetCtrl ? `the VMM's declared reset value ${hex(resetCtrl)}` : '0'} after vCPU reset)`, diag: { expected: decode(reg, exp), observed: decode(reg, obs), missing, extra } })
-    }
-    cmp('miti-ctrl', 'MITI_CTRL', VIRTUAL_MITIGATION_CTRL, resetCtrl, s.mitiCtrl)
-    cmp('forced-mask', 'forced mask', SPEC_CTRL, BigInt(e.forcedMask), s.forcedMask)
-    cmp('forced-value', 'forced value', SPEC_CTRL, BigInt(e.forcedValue), s.forcedValue)
+function resetCheck(setup: ChainSetup, m: GuestMachine, vmUuid: string, failures: StageFailure[]): VmmState {
+  for (const v of m.vmm.vcpus) v.reset()
+  const after = vmmStateJson(m.vmm, vmUuid, m.specCtrlHardware?.())
+  for (const c of resetChecks(after, setup.hostCaps, setup.profile.resetCtrl ?? 0n)) {
+    for (const i of c.items) if (!i.ok) failures.push({ id: `reset.${i.id}`, message: `vCPU ${c.index}: ${i.message}`, ...(i.diag ? { diag: i.diag } : {}) })
   }
+  return after
 }
 
 /** The chain without the selftest, synchronously (the exhaustive matrix runs this). */
 export function runChainSync(setup: ChainSetup, make: MachineFactory, spectreV2: string): Observed {
   const { m, run } = start(setup, make, spectreV2, SCENARIO_VM_UUID)
   try {
-    if (run.skip === undefined) resetCheck(setup, m.vmm, run.observed.failures)
+    if (run.skip === undefined) resetCheck(setup, m, SCENARIO_VM_UUID, run.observed.failures)
     return run.observed
   } finally {
     m.close()
@@ -273,17 +285,16 @@ export async function runChain(setup: ChainSetup, make: MachineFactory, spectreV
     run.ops!.selftest = (m.ops?.() ?? 0) - ops0
     run.timings!.selftestMs = performance.now() - ts
     run.selftest = st
-    const keyOf = new Map<string, string>(Object.entries(RULES).map(([k, v]) => [v, k]))
-    for (const pt of st.points) {
-      if (pt.ok || pt.skip !== undefined) continue
-      failures.push({ id: `selftest.${keyOf.get(pt.name) ?? 'unknown'}`, message: pt.name, ...(pt.diag ? { diag: pt.diag } : {}) })
+    // Judged as `host check --selftest` judges the selftest's TAP (host/check/evidence.ts).
+    for (const i of selftestItems(st.points)) {
+      if (!i.ok) failures.push({ id: `selftest.${i.id}`, message: i.message, ...(i.diag ? { diag: i.diag } : {}) })
     }
     const tc = performance.now()
     run.checkAfterSelftest = check(run.report!.report, vmmStateJson(m.vmm, vmUuid, m.specCtrlHardware?.()), setup.hostCaps)
     failures.push(...checkFailures('check-after-selftest', 'after the selftest: ', run.checkAfterSelftest))
     run.timings!.checkMs += performance.now() - tc
     run.timings!.totalMs = performance.now() - t0
-    resetCheck(setup, m.vmm, failures)
+    run.stateAfterReset = resetCheck(setup, m, vmUuid, failures)
     return run
   } finally {
     m.close()

@@ -9,6 +9,8 @@ import { writeFileAtomic } from '../../guest/atomic.js'
 import { hex } from '../../contract/bits.js'
 import { HOST_CAPS_SCHEMA_ID, type HostCaps } from '../../contract/host-caps.js'
 import type { ChainRun } from './chain.js'
+import { tapDocument } from '../../bin/lib/tap.js'
+import { withEvidence, type Evidence } from '../check/evidence.js'
 
 const json = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? hex(x) : x), 2) + '\n'
 
@@ -32,22 +34,31 @@ export function realDir(dir: string): void {
 export interface EmittedRun { dir: string; files: string[] }
 
 /**
- * The run's files under DIR/<scenario>/<tier>/: guest-report.json (virtmiti/guest-report/v1),
- * vmm-state.json (virtmiti/vmm-state/v1) as the first host check saw them, host-caps.json (the
- * host model's caps, virtmiti/host-caps/v1) and host-check.json (that check's result).
+ * The run's files under DIR/<scenario>/<tier>/: guest-report.json (virtmiti/guest-report/v1, with
+ * the verdict, as `guest report --out` writes it), vmm-state.json (virtmiti/vmm-state/v1) as the
+ * first host check saw it, host-caps.json (the host model's caps, virtmiti/host-caps/v1),
+ * selftest.tap (the guest selftest's output, as `guest selftest` prints it), vmm-state-after-reset.json
+ * (the state right after every vCPU was reset) and host-check.json: `host check` of all of them
+ * (virtmiti/check-result/v1), which names the failure the run named.
  */
-export function emitRun(root: string, scenario: string, tier: string, run: ChainRun, hostCaps: HostCaps, source: string): EmittedRun | undefined {
+export function emitRun(root: string, scenario: string, tier: string, run: ChainRun, hostCaps: HostCaps, source: string, resetCtrl?: bigint): EmittedRun | undefined {
   if (!run.report || !run.state || !run.check) return undefined
   realDir(root)
   realDir(join(root, scenario))
   const dir = join(root, scenario, tier)
   realDir(dir)
-  const files: [string, unknown][] = [
-    ['guest-report.json', run.report.report],
-    ['vmm-state.json', run.state],
-    ['host-caps.json', { schema: HOST_CAPS_SCHEMA_ID, caps: { ...hostCaps }, source }],
-    ['host-check.json', run.check],
+  const evidence: Evidence = {
+    ...(run.selftest ? { selftest: run.selftest.points } : {}),
+    ...(run.stateAfterReset ? { afterReset: { state: run.stateAfterReset, ...(resetCtrl ? { resetCtrl } : {}) } } : {}),
+  }
+  const files: [string, string][] = [
+    ['guest-report.json', json(run.report.report)],
+    ['vmm-state.json', json(run.state)],
+    ['host-caps.json', json({ schema: HOST_CAPS_SCHEMA_ID, caps: { ...hostCaps }, source })],
+    ...(run.selftest ? [['selftest.tap', tapDocument(run.selftest.points)] as [string, string]] : []),
+    ...(run.stateAfterReset ? [['vmm-state-after-reset.json', json(run.stateAfterReset)] as [string, string]] : []),
+    ['host-check.json', json(withEvidence(run.check, evidence, hostCaps))],
   ]
-  for (const [name, doc] of files) writeFileExclusive(join(dir, name), json(doc))
+  for (const [name, text] of files) writeFileExclusive(join(dir, name), text)
   return { dir, files: files.map(([n]) => join(dir, n)) }
 }

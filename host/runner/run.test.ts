@@ -2,7 +2,8 @@
 import t from 'tap'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { globRe, makeUnits, parseShard, shard } from './run.js'
+import { globRe, judge, judgeGuest, makeUnits, parseShard, shard } from './run.js'
+import type { Observed } from './chain.js'
 import { builtinCasesDir, packageRoot } from './catalog.js'
 import { loadScenarios, parseScenario } from './scenario-file.js'
 
@@ -53,4 +54,28 @@ t.test('parse errors point at the offending node', async t => {
   t.same(e && [e.line, e.column], [4, 14])
   const missing = r.errors.find(x => x.field === 'guest')
   t.ok(missing, 'missing field named')
+})
+
+t.test('judgeGuest: verdict, concerns and findings (notes aside unless named)', async t => {
+  const o: Observed['guest'] = { verdict: 'at-risk', concerns: { bhi: 'protected', retpoline: 'at-risk' }, findings: [{ id: 'vmm.enum-lacks-bit', effect: 'at-risk' }, { id: 'kernel.prediction-mismatch', effect: 'note' }] }
+  const oks = (e: Parameters<typeof judgeGuest>[0]) => judgeGuest(e, o).map(p => p.ok)
+  t.same(oks({ verdict: 'at-risk', concerns: { retpoline: 'at-risk' }, findings: ['vmm.enum-lacks-bit'] }), [true, true, true])
+  t.same(oks({ verdict: 'at-risk', findings: ['vmm.enum-lacks-bit', 'kernel.prediction-mismatch'] }), [true, true], 'a named note must be there')
+  t.same(oks({ verdict: 'protected', concerns: { bhi: 'at-risk' }, findings: [] }), [false, false, false], 'each part can fail')
+  t.same(oks({ verdict: 'at-risk', findings: ['vmm.enum-lacks-bit', 'vmm.not-enumerated'] }), [true, false], 'a missing finding fails')
+  t.same(oks({ verdict: 'at-risk', findings: ['vmm.enum-lacks-bit', 'kernel.no-prediction'] }), [true, false], 'a named note that is absent fails')
+  const miss = judgeGuest({ verdict: 'at-risk', findings: [] }, o)[1]!
+  t.same(miss.diag?.['extra'], ['vmm.enum-lacks-bit'])
+  t.equal(judgeGuest({ verdict: 'protected' }, undefined)[0]!.ok, false, 'no verdict computed is a failure, never a pass')
+})
+
+t.test('judge: a per-vCPU outcome may list exactly the failing items', async t => {
+  const l = loadScenarios([join(builtinCasesDir()!, 'faulty-forces-nothing-on-one-vcpu.yaml')])
+  const s = l.scenarios[0]!.scenario
+  const base: Observed = { decision: s.expected.decision, enumerated: true, vcpus: [], failures: [], reportExit: 0, notes: [], hostCheckPerVcpu: [true, false] }
+  const point = (failing: string[][]) => judge(s, { ...base, hostCheckFailingPerVcpu: failing }).find(p => p.name.startsWith('host check per vCPU'))!
+  t.ok(point([[], ['forced-mask', 'forced-value', 'effective']]).ok)
+  const bad = point([[], ['forced-mask']])
+  t.notOk(bad.ok, 'another set of failing items fails')
+  t.match(JSON.stringify(bad.diag), /vCPU 1: fails forced-mask, forced-value, effective.*vCPU 1: fails forced-mask"/)
 })

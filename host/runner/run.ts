@@ -11,6 +11,8 @@ import type { VmmProfile } from '../vmm/profile.js'
 import { resolveScenario } from './resolve.js'
 import { chainSetup, failureNames, runChain, type ChainRun, type MachineFactory, type Observed } from './chain.js'
 import type { HostCaps } from '../../contract/host-caps.js'
+import { FINDING_BY_ID } from '../../contract/findings.js'
+import type { Concern, Verdict } from '../../contract/verdict-types.js'
 
 export interface Unit { scenario: Scenario; file: string; tier: Tier; name: string }
 
@@ -20,6 +22,8 @@ export interface UnitResult {
   /** What the chain saw (absent when the run was skipped before it started), and the host caps it ran with. */
   run?: ChainRun
   hostCaps?: HostCaps
+  /** The reset CTRL the run's VMM declares (contract/CONTRACT.md section 7), when not 0. */
+  resetCtrl?: bigint
 }
 
 /** "name [tier]": stable and unique, since scenario names are unique (scenario-file.ts). */
@@ -111,16 +115,20 @@ export function judge(s: Scenario, o: Observed): TapPoint[] {
     ok: faulty || fBad.length === 0, name: faulty ? 'forced SPEC_CTRL mask and value per vCPU vs the contract (faulty VMM: shown, not judged)' : 'forced SPEC_CTRL mask and value per vCPU as expected',
     ...(fBad.length ? { diag: { mismatches: fBad, source: 'contract/CONTRACT.md section 5' } } : {}),
   })
-  // The host check's outcome per vCPU (a fault confined to some vCPUs must show on those only).
+  // The host check's outcome per vCPU (a fault confined to some vCPUs must show on those only):
+  // true / false, or exactly the failing item ids.
   if (e.hostCheck) {
-    const obs = o.hostCheckPerVcpu ?? []
-    const hOk = obs.length === e.hostCheck.perVcpu.length && obs.every((v, i) => v === e.hostCheck!.perVcpu[i])
-    const show = (a: readonly boolean[]) => a.map((v, i) => `vCPU ${i}: ${v ? 'ok' : 'fails'}`)
+    const obs = o.hostCheckPerVcpu ?? [], failing = o.hostCheckFailingPerVcpu ?? []
+    const want = e.hostCheck.perVcpu
+    const okAt = (w: boolean | string[], i: number) => typeof w === 'boolean' ? obs[i] === w : same(w, failing[i] ?? [])
+    const hOk = obs.length === want.length && want.every(okAt)
+    const show = (w: boolean | readonly string[], i: number) => `vCPU ${i}: ${w === true || (Array.isArray(w) && w.length === 0) ? 'ok' : w === false ? 'fails' : `fails ${w.join(', ')}`}`
     points.push({
-      ok: hOk, name: `host check per vCPU: ${show(e.hostCheck.perVcpu).join(', ')}`,
-      ...(hOk ? {} : { diag: { expected: show(e.hostCheck.perVcpu), observed: show(obs), source: 'contract/CONTRACT.md section 3 (per-vCPU state)' } }),
+      ok: hOk, name: `host check per vCPU: ${want.map(show).join('; ')}`,
+      ...(hOk ? {} : { diag: { expected: want.map(show), observed: obs.map((v, i) => show(v ? true : failing[i] ?? false, i)), source: 'contract/CONTRACT.md section 3 (per-vCPU state)' } }),
     })
   }
+  if (e.guest) points.push(...judgeGuest(e.guest, o.guest))
   const failures = o.failures.map(f => ({ id: f.id, message: f.message }))
   if (!faulty) {
     points.push({
@@ -138,10 +146,47 @@ export function judge(s: Scenario, o: Observed): TapPoint[] {
   return points
 }
 
+type GuestExpect = NonNullable<Scenario['expected']['guest']>
+
+/**
+ * The guest's verdict after its report against the scenario's (contract/CONTRACT.md section 8): the whole
+ * verdict, each concern named, and the findings: every finding that is not a note exactly, and
+ * each note the scenario names present (other notes are allowed: they never change a verdict).
+ */
+export function judgeGuest(e: GuestExpect, o: Observed['guest']): TapPoint[] {
+  const S8 = 'contract/CONTRACT.md section 8'
+  if (!o) return [{ ok: false, name: `guest verdict ${e.verdict}`, diag: { observed: 'the chain computed no guest verdict' } }]
+  const points: TapPoint[] = []
+  const findings = [...new Set(o.findings.map(f => f.id))]
+  const vOk = o.verdict === e.verdict
+  points.push({ ok: vOk, name: `guest verdict ${e.verdict}`, ...(vOk ? {} : { diag: { expected: e.verdict, observed: o.verdict, findings, source: S8 } }) })
+  const named = Object.entries(e.concerns ?? {}).filter((x): x is [Concern, Verdict] => x[1] !== undefined)
+  if (named.length) {
+    const bad = named.filter(([c, v]) => o.concerns[c] !== v)
+    points.push({
+      ok: bad.length === 0, name: `guest verdict per concern: ${named.map(([c, v]) => `${c} ${v}`).join(', ')}`,
+      ...(bad.length ? { diag: { expected: Object.fromEntries(named), observed: { ...o.concerns }, findings, source: S8 } } : {}),
+    })
+  }
+  if (e.findings) {
+    const isNote = (id: string) => FINDING_BY_ID.get(id)?.effect === 'note'
+    const want = e.findings.filter(id => !isNote(id)), notes = e.findings.filter(isNote)
+    const got = [...new Set(o.findings.filter(f => f.effect !== 'note').map(f => f.id))]
+    const missing = [...want.filter(id => !got.includes(id)), ...notes.filter(id => !findings.includes(id))]
+    const extra = got.filter(id => !want.includes(id))
+    const fOk = missing.length === 0 && extra.length === 0
+    points.push({
+      ok: fOk, name: `guest findings: ${e.findings.length ? e.findings.join(', ') : 'none'}${notes.length ? '' : ' (notes aside)'}`,
+      ...(fOk ? {} : { diag: { expected: e.findings, observed: findings, missing, extra, source: `${S8}; contract/findings.ts` } }),
+    })
+  }
+  return points
+}
+
 export async function runUnit(u: Unit, ctx: RunContext): Promise<UnitResult> {
   const t0 = performance.now()
-  let run: ChainRun | undefined, hostCaps: HostCaps | undefined
-  const done = (status: UnitStatus, point: TapPoint): UnitResult => ({ unit: u, status, point, ms: performance.now() - t0, ...(run ? { run } : {}), ...(hostCaps ? { hostCaps } : {}) })
+  let run: ChainRun | undefined, hostCaps: HostCaps | undefined, resetCtrl: bigint | undefined
+  const done = (status: UnitStatus, point: TapPoint): UnitResult => ({ unit: u, status, point, ms: performance.now() - t0, ...(run ? { run } : {}), ...(hostCaps ? { hostCaps } : {}), ...(resetCtrl ? { resetCtrl } : {}) })
   const s = u.scenario
   if (!s.tiersResolved.includes(u.tier)) return done('skip', { ok: true, name: u.name, skip: `scenario runs on ${s.tiersResolved.join(', ')} only` })
   const m = ctx.machines[u.tier]
@@ -151,6 +196,7 @@ export async function runUnit(u: Unit, ctx: RunContext): Promise<UnitResult> {
   const res = resolveScenario(s, ctx.cpus, ctx.vmms ?? PROFILES)
   if (!res.ok) return done('fail', { ok: false, name: u.name, diag: { error: res.error, file: u.file } })
   const { host, guest, profile } = res.value
+  resetCtrl = profile.resetCtrl
   let sub: TapPoint[]
   try {
     const setup = chainSetup(s, host, guest, profile)
