@@ -10,6 +10,7 @@ import type { HostCaps } from '../../contract/host-caps.js'
 import type { VmmState } from '../../contract/vmm-state-json.js'
 import { RULES } from '../../guest/selftest/run.js'
 import type { CheckResult } from './check.js'
+import { CheckResultJson } from '../../contract/host-output-schemas.js'
 import { resetChecks, selftestItems, withEvidence } from './evidence.js'
 import { parseSelftestTap } from './selftest-tap.js'
 
@@ -80,6 +81,8 @@ t.test('withEvidence: failures join the result and make it fail; a different VM 
   t.equal(bad.verdict, 'fail')
   t.equal(bad.ok, false)
   t.match(bad.failures.join('\n'), /selftest: guest selftest fails: MSR_VIRTUAL_MITIGATION_CTRL is per vCPU[^]*vCPU 0: MITI_CTRL after vCPU reset: extra RETPOLINE_S_USED/)
+  // The published check-result schema (contract/schemas/check-result.schema.json) carries both.
+  t.ok(CheckResultJson.safeParse(bad).success, 'virtmiti/check-result/v1 with selftest and afterReset')
   const other = withEvidence(base, { afterReset: { state: state(['0x0'], ['0x0'], { vmUuid: '00000000-0000-4000-8000-000000000000' }) } }, SPR)
   t.equal(other.verdict, 'fail')
   t.match(other.failures[0], /not the same VM/)

@@ -40,7 +40,8 @@ decision -> MITI_CTRL write -> VMM response -> host check, on each tier.
   --vmms DIR        more VMM definitions (DIR/<id>.yaml, scenarios/vmms format); repeatable
   --allow-shadow    let a --cpus/--vmms file replace a built-in model of the same id (else an error)
   --emit DIR        per run, write DIR/<scenario>/<tier>/ guest-report.json, vmm-state.json,
-                    host-caps.json and host-check.json (what \`host check\` reads and says)
+                    host-caps.json, selftest.tap, vmm-state-after-reset.json and host-check.json:
+                    \`host check\` on them (--selftest, --after-reset) reproduces the run's verdict
   --jobs N          runs in flight at once (default 1; the chain is synchronous, so this only
                     overlaps the selftest's yields; results keep their order)
   --exhaustive      also run the exhaustive matrix over every relevant bit (sim tier)
