@@ -87,6 +87,9 @@ t.test('the checker itself catches each kind of wrong import and a circle', asyn
   t.equal(violations([['contract/a.ts', 'guest/platform.ts']]).length, 1, 'contract -> guest')
   t.equal(violations([['guest/a.ts', 'host/b.ts']]).length, 1, 'guest -> host')
   t.equal(violations([['bin/lib/tap.ts', 'contract/bits.ts']]).length, 1, 'bin/lib -> contract')
+  // bin/lib is the shared bottom layer: it imports nothing of contract/guest/host/bin, anyone imports it.
+  t.equal(violations([['bin/lib/tap.ts', 'bin/commands.ts'], ['bin/lib/cli.ts', 'guest/platform.ts'], ['bin/lib/color.ts', 'host/x.ts']]).length, 3, 'bin/lib -> bin, guest, host')
+  t.same(violations([['contract/a.ts', 'bin/lib/tap.ts'], ['guest/a.ts', 'bin/lib/cli.ts'], ['host/a.ts', 'bin/lib/escape.ts'], ['bin/lib/tap.ts', 'bin/lib/escape.ts']]), [], 'every layer may import bin/lib, and bin/lib itself')
   t.equal(violations([['guest/a.ts', 'testing/fake-platform.ts']]).length, 1, 'production -> test support')
   t.same(violations([['host/a.ts', 'guest/b.ts'], ['guest/a.test.ts', 'host/b.ts'], ['testing/x.ts', 'host/y.ts'], ['bin/virtmiti.ts', 'host/z.ts']]), [], 'downward, tests and harness allowed')
   t.same(circles([['contract/a.ts', 'contract/b.ts'], ['contract/b.ts', 'contract/a.ts'], ['contract/c.ts', 'contract/a.ts']]), [['contract/a.ts', 'contract/b.ts']])
