@@ -1,6 +1,6 @@
 // Runner pieces: shard partitioning, glob filter, the built-in catalog location and loading.
 import t from 'tap'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { globRe, judge, judgeGuest, makeUnits, parseShard, shard } from './run.js'
 import type { Observed } from './chain.js'
@@ -78,4 +78,15 @@ t.test('judge: a per-vCPU outcome may list exactly the failing items', async t =
   const bad = point([[], ['forced-mask']])
   t.notOk(bad.ok, 'another set of failing items fails')
   t.match(JSON.stringify(bad.diag), /vCPU 1: fails forced-mask, forced-value, effective.*vCPU 1: fails forced-mask"/)
+})
+
+t.test('a bad expectation id is an input error with file, line, field and the valid ids', async t => {
+  const text = readFileSync(join(builtinCasesDir()!, 'vmm-enumerates-bhb-only.yaml'), 'utf8').replace('findings: [vmm.enum-lacks-bit]', 'findings: [vmm.enum-lacks-bits]')
+  const r = parseScenario(text, 'x.yaml')
+  if (r.ok) return t.fail('accepted')
+  const e = r.errors[0]!
+  t.equal(e.file, 'x.yaml')
+  t.equal(e.line, text.split('\n').findIndex(l => l.includes('vmm.enum-lacks-bits')) + 1, 'the line of the bad id')
+  t.match(e.field, /^expected\.guest\.findings(\[0\]|\.0)$/)
+  t.match(e.message, /expected a finding id of contract\/findings\.ts \(.*vmm\.enum-lacks-bit,/)
 })
