@@ -74,18 +74,23 @@ t.test('after reset: CTRL 0 and only userspace force, per vCPU, naming the bits'
 
 t.test('withEvidence: failures join the result and make it fail; a different VM is named', async t => {
   const base: CheckResult = { schema: 'virtmiti/check-result/v1', ok: true, verdict: 'pass', vmUuid: state([], []).vmUuid, pairedBy: 'vm-uuid', hostCapsFrom: 'host-caps-file', vm: [], vcpus: [], failures: [] }
-  const clean = withEvidence(base, { selftest: [points[0]!], afterReset: { state: state(['0x0'], ['0x0']) } }, SPR)
+  const clean = withEvidence(base, { selftest: [points[0]!], afterReset: { state: state(['0x0'], ['0x0']) } }, SPR, state(['0x1'], ['0x400']))
   t.equal(clean.verdict, 'pass')
   t.equal(clean.selftest?.length, 1)
-  const bad = withEvidence(base, { selftest: points, afterReset: { state: state(['0x2'], ['0x40']) } }, SPR)
+  const bad = withEvidence(base, { selftest: points, afterReset: { state: state(['0x2'], ['0x40']) } }, SPR, state(['0x2'], ['0x40']))
   t.equal(bad.verdict, 'fail')
   t.equal(bad.ok, false)
   t.match(bad.failures.join('\n'), /selftest: guest selftest fails: MSR_VIRTUAL_MITIGATION_CTRL is per vCPU[^]*vCPU 0: MITI_CTRL after vCPU reset: extra RETPOLINE_S_USED/)
   // The published check-result schema (contract/schemas/check-result.schema.json) carries both.
   t.ok(CheckResultJson.safeParse(bad).success, 'virtmiti/check-result/v1 with selftest and afterReset')
-  const other = withEvidence(base, { afterReset: { state: state(['0x0'], ['0x0'], { vmUuid: '00000000-0000-4000-8000-000000000000' }) } }, SPR)
+  const other = withEvidence(base, { afterReset: { state: state(['0x0'], ['0x0'], { vmUuid: '00000000-0000-4000-8000-000000000000' }) } }, SPR, state([], []))
   t.equal(other.verdict, 'fail')
   t.match(other.failures[0], /not the same VM/)
+  // A reset that drops userspace's force would also pass the reset rule with no force: named on its own.
+  const forced = { userspaceForce: { mask: '0x400', value: '0x400' } }
+  const dropped = withEvidence(base, { afterReset: { state: state(['0x0'], ['0x0']) } }, SPR, state(['0x0'], ['0x400'], forced))
+  t.equal(dropped.verdict, 'fail')
+  t.match(dropped.failures[0], /userspace force mask 0x0 value 0x0, the checked state mask 0x400 value 0x400/)
 })
 
 t.test('the scenario format lists exactly the per-vCPU item ids host check produces', async t => {

@@ -75,9 +75,11 @@ export interface Evidence {
 /**
  * `host check`'s result with the extra evidence judged too: `selftest` (one item per rule) and
  * `afterReset` (per vCPU) join the result, their failures join `failures` ("selftest: ...",
- * "vCPU N: ... after vCPU reset ...") and make the verdict fail. `caps` as the state check used them.
+ * "vCPU N: ... after vCPU reset ...") and make the verdict fail. `caps` as the state check used them;
+ * `first` is the state it checked (userspace's force is fixed once a vCPU exists, RFC v3 01/10, so a
+ * reset keeps it).
  */
-export function withEvidence(r: CheckResult, e: Evidence, caps: HostCaps): CheckResult {
+export function withEvidence(r: CheckResult, e: Evidence, caps: HostCaps, first: VmmState): CheckResult {
   const out: CheckResult = { ...r, vm: [...r.vm], failures: [...r.failures] }
   if (e.selftest) {
     out.selftest = selftestItems(e.selftest)
@@ -90,6 +92,12 @@ export function withEvidence(r: CheckResult, e: Evidence, caps: HostCaps): Check
       out.vm.push(item)
       out.failures.push(`VM: ${item.message}`)
     } else {
+      const f0 = first.userspaceForce, f1 = s.userspaceForce
+      if (f0.mask !== f1.mask || f0.value !== f1.value) {
+        const item: CheckItem = { id: 'reset-userspace-force', ok: false, message: `the after-reset VMM state has userspace force mask ${f1.mask} value ${f1.value}, the checked state mask ${f0.mask} value ${f0.value}: the force is fixed once a vCPU exists (RFC v3 01/10)` }
+        out.vm.push(item)
+        out.failures.push(`VM: ${item.message}`)
+      }
       out.afterReset = resetChecks(s, caps, e.afterReset.resetCtrl)
       out.failures.push(...out.afterReset.flatMap(c => c.items.filter(i => !i.ok).map(i => `vCPU ${c.index}: ${i.message}`)))
     }

@@ -33,7 +33,7 @@ export function checkFromText(input: CheckTexts): CheckOutcome {
       ...(st?.ok ? { selftest: st.value } : {}),
       ...(ar?.ok ? { afterReset: { state: ar.value, ...(input.resetCtrl !== undefined ? { resetCtrl: input.resetCtrl } : {}) } } : {}),
     }
-    return { ok: true, result: ev.selftest || ev.afterReset ? withEvidence(result, ev, caps ?? s.value.hostCaps) : result }
+    return { ok: true, result: ev.selftest || ev.afterReset ? withEvidence(result, ev, caps ?? s.value.hostCaps, s.value) : result }
   } catch (e) {
     // check() is pure over validated input; if it ever throws, that is a bug reported cleanly.
     return { ok: false, errors: [`internal error while checking: ${e instanceof Error ? e.message : String(e)}`] }

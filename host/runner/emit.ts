@@ -57,7 +57,7 @@ export function emitRun(root: string, scenario: string, tier: string, run: Chain
     ['host-caps.json', json({ schema: HOST_CAPS_SCHEMA_ID, caps: { ...hostCaps }, source })],
     ...(run.selftest ? [['selftest.tap', tapDocument(run.selftest.points)] as [string, string]] : []),
     ...(run.stateAfterReset ? [['vmm-state-after-reset.json', json(run.stateAfterReset)] as [string, string]] : []),
-    ['host-check.json', json(withEvidence(run.check, evidence, hostCaps))],
+    ['host-check.json', json(withEvidence(run.check, evidence, hostCaps, run.state))],
   ]
   for (const [name, text] of files) writeFileExclusive(join(dir, name), text)
   return { dir, files: files.map(([n]) => join(dir, n)) }
