@@ -52,9 +52,8 @@ const wishValue = z.union([z.boolean(), z.literal('unknown')], { message: 'expec
 /** The guest verdicts of contract/CONTRACT.md section 8 (contract/verdict-types.ts Verdict). */
 export const GUEST_VERDICTS = ['protected', 'at-risk', 'vulnerable', 'unknown'] as const
 const guestVerdict = z.enum(GUEST_VERDICTS, { message: `expected a guest verdict (${GUEST_VERDICTS.join(', ')}; contract/CONTRACT.md section 8)` })
-const FINDING_IDS = FINDINGS.map(f => f.id)
-const findingId = z.string({ message: 'expected a finding id as a string' })
-  .refine(x => FINDING_IDS.includes(x), { message: `expected a finding id of contract/findings.ts (${FINDING_IDS.join(', ')})` })
+const FINDING_IDS = FINDINGS.map(f => f.id) as [string, ...string[]]
+const findingId = z.enum(FINDING_IDS, { message: `expected a finding id of contract/findings.ts (${FINDING_IDS.join(', ')})` })
 
 /**
  * The per-vCPU item ids of `host check` (host/check/check.ts checkVcpu): what a per-vCPU outcome may
