@@ -19,7 +19,7 @@ const PatchedBootDoc = z.strictObject({
   fault: z.enum(QEMU_FAULTS).optional().describe('x-virt-miti-fault: the fault this boot must catch by name'),
   force: z.strictObject({ mask: u64, value: u64 }).optional().describe('spec-ctrl-force-mask / -value (userspace force)'),
   migrateTo: catalogId.optional().describe('after the guest ran, migrate it to a second QEMU responding as this host'),
-  hotplug: z.literal(1).optional().describe('after the guest reported, hot-plug one more vCPU (device_add; -smp N,maxcpus=N+1): it must get its CTRL through the installed udev rule and unit'),
+  hotplug: z.union([z.bigint(), z.number()]).transform(Number).pipe(z.literal(1)).optional().describe('after the guest reported, hot-plug one more vCPU (device_add; -smp N,maxcpus=N+1): it must get its CTRL through the installed udev rule and unit'),
   expect: z.strictObject({
     bhi: z.enum(['not-affected', 'bhi-dis-s', 'sw-loop', 'retpoline', 'vmexit-sw-loop', 'vulnerable']).optional(),
     mitiCtrl: u64.optional(),
