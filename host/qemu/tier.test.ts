@@ -36,6 +36,7 @@ t.test('patched matrix: the CI set covers what issue 11 "Done when" lists', asyn
   t.ok(ci.some(b => b.expect?.forcedMask === 0n && !b.fault) && ci.some(b => (b.expect?.forcedMask ?? 0n) !== 0n || (b.expect?.destForcedMask ?? 0n) !== 0n), 'a host that forces nothing, one that forces bits')
   t.same(ci.filter(b => b.fault).map(b => b.fault).sort(), [...QEMU_FAULTS].sort(), 'every fault property, once')
   t.ok(ci.some(b => b.migrateTo), 'one migration')
+  t.ok(ci.some(b => b.hotplug === 1 && b.expect?.mitiCtrl !== undefined && b.expect.mitiCtrl !== 0n), 'one vCPU hot-plug, with a CTRL other than the reset value (so its write is seen)')
   t.equal(patchedBootName(ci.find(b => b.migrateTo)!), 'qemu-patched: Cascadelake-Server-v2 on cascade-lake (default) -> sapphire-rapids')
 })
 
