@@ -209,12 +209,17 @@ function runStart(root, name, logFd) {
   return 0
 }
 
+/** Guest uptime in the journal lines: where a hot-plug's latency goes (the host sees only the total). */
+const up = () => { try { return `uptime ${fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]} s` } catch { return 'uptime unknown' } }
+
 /** One start with its journal: SEQ.log as it goes, then SEQ.result ("<status> <unit>"), atomically. */
 function startLogged(root, name, seq) {
   const dir = path.join(root, JOURNAL_DIR)
   const fd = fs.openSync(path.join(dir, `${seq}.log`), 'a')
+  fs.writeSync(fd, `systemctl-shim: ${name}: job started, ${up()}\n`)
   let status
   try { status = runStart(root, name, fd) } catch (e) { fs.writeSync(fd, `systemctl-shim: error: ${e.message}\n`); status = 1 }
+  fs.writeSync(fd, `systemctl-shim: ${name}: job finished, ${up()}\n`)
   fs.writeSync(fd, `systemctl-shim: ${name}: ${status === 0 ? 'result success' : `result exit-code, status ${status}`}\n`)
   fs.closeSync(fd)
   fs.writeFileSync(path.join(dir, `${seq}.tmp`), `${status} ${name}\n`)
@@ -251,6 +256,7 @@ export function main(argv, self = fileURLToPath(import.meta.url)) {
     // Sortable: the guest's /init hook forwards results in this order.
     const seq = `${String(Date.now()).padStart(15, '0')}-${process.pid}-${units.indexOf(name)}`
     if (noBlock) {
+      fs.appendFileSync(path.join(dir, `${seq}.log`), `systemctl-shim: ${name}: job queued (--no-block), ${up()}\n`)
       // --no-block: return at once (udev must not wait for the report); the start runs detached,
       // in its own session, with no inherited stdio (udevd would wait for its pipe to close).
       spawn(process.execPath, [self, '--root', root, '--shim-run', seq, name], { detached: true, stdio: 'ignore' }).unref()
