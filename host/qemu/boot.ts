@@ -17,6 +17,8 @@ export interface BootOptions {
   /** QEMU -cpu model, e.g. Skylake-Server (QEMU 7.2 has no SapphireRapids, KVM-NOTES.md). */
   cpu: string
   smp?: number
+  /** -smp N,maxcpus=M: room for M - N vCPUs hot-plugged later (device_add). */
+  maxCpus?: number
   memMiB?: number
   accel?: Accel
   /** Extra kernel parameters, e.g. ['spectre_bhi=off']. */
@@ -78,7 +80,7 @@ export function kvmUsable(): { ok: boolean; reason: string } {
 }
 
 /** QEMU option values are comma-separated: a literal comma is written twice. */
-const qemuPath = (p: string): string => p.replace(/,/g, ',,')
+export const qemuPath = (p: string): string => p.replace(/,/g, ',,')
 
 /** The kernel command line: serial console, reboot (= QEMU exit, -no-reboot) on panic, extras, the command list. */
 export function kernelCmdline(opts: Pick<BootOptions, 'append' | 'commands' | 'guestCommandTimeoutS' | 'held'>): string {
@@ -96,7 +98,7 @@ export function qemuArgs(opts: BootOptions, accel: Accel, consoleLog: string, fr
   return [
     '-accel', accel,
     '-cpu', [opts.cpu, ...(opts.cpuProps ?? [])].join(','),
-    '-smp', String(opts.smp ?? 2),
+    '-smp', `${opts.smp ?? 2}${opts.maxCpus !== undefined ? `,maxcpus=${opts.maxCpus}` : ''}`,
     '-m', String(opts.memMiB ?? 1024), // 320 MiB is the least that unpacks node (KVM-NOTES.md)
     '-kernel', opts.kernel,
     '-initrd', opts.image,

@@ -4,7 +4,7 @@
 // `host check`). Pure: sections, parsed documents and a check result in, TAP points out.
 import { hex } from '../../contract/bits.js'
 import { MSR, MITI_CTRL_BHB_CLEAR_SEQ_S_USED, MITI_CTRL_RETPOLINE_S_USED } from '../../contract/registers.js'
-import type { GuestReport } from '../../contract/report-json.js'
+import { GuestReport } from '../../contract/report-json.js'
 import type { ProbeJson } from '../../contract/probe-schema.js'
 import type { VmmState } from '../../contract/vmm-state-json.js'
 import type { TapPoint } from '../../bin/lib/tap.js'
@@ -13,6 +13,7 @@ import { RULES } from '../../guest/selftest/run.js'
 import { parseRdmsrSection, rdmsrSectionName } from './commands.js'
 import type { Section } from './frames.js'
 import type { KernelLineReading } from './checks.js'
+import { unitCpu as unitCpuOf, type HotplugResult } from './hotplug.js'
 
 const ARCH_CAP_VIRTUAL_ENUM = 1n << 63n // contract/CONTRACT.md section 3 step 1
 
@@ -135,5 +136,61 @@ export function checkPatched(sections: ReadonlyMap<string, Section>, probe: Prob
     : 'host check: every vCPU as contract/CONTRACT.md sections 3 and 5 say', {
     expected: hostWant, verdict: checked ? verdict : '(not run)', failures: host.check?.failures ?? [], errors: host.checkErrors ?? [],
   }))
+  return points
+}
+
+/** What a hot-plug boot found (host/qemu/hotplug.ts HotplugResult, and the host side after it). */
+export interface HotplugFacts {
+  /** vCPUs at boot. */
+  vcpus: number
+  result: Pick<HotplugResult, 'slot' | 'vcpu' | 'start' | 'ms' | 'eventErrors' | 'error'>
+  /** The boot's report: what the guest reported on the CPUs it had. */
+  bootReport: GuestReport | undefined
+  /** QEMU's state and host check after the hot-plug, with the report the new unit start wrote. */
+  after: HostSide
+}
+
+/**
+ * The hot-plugged vCPU gets its CTRL through the installed udev rule and unit (issue 11 item 5):
+ * the new vCPU must hold what the guest reported on the others (contract/CONTRACT.md section 4:
+ * every CPU reports), and host check must pass on every vCPU, the new one on guest data. Pure.
+ */
+export function checkHotplug(h: HotplugFacts): TapPoint[] {
+  const r = h.result
+  const n = h.vcpus + 1
+  const vcpu = r.vcpu
+  const who = `vCPU ${vcpu ?? '?'}`
+  const points: TapPoint[] = []
+  const slot = r.slot ? `${r.slot.driver} ${Object.entries(r.slot.props).map(([k, v]) => `${k}=${v}`).join(',')}` : '(no slot)'
+  points.push(point(vcpu !== undefined, `hot-plug: device_add ${slot} adds ${who} to QEMU`, { error: r.error ?? 'QEMU never listed a new vCPU' }))
+  const s = r.start
+  points.push(point(s !== undefined && s.status === 0 && r.eventErrors.length === 0,
+    `hot-plug: 90-virtmiti.rules started ${s?.unit ?? 'virtmiti-report@cpuN.service'} for the new CPU (systemctl shim) and it succeeded${r.ms.unit !== undefined ? ` ${r.ms.unit} ms after device_add` : ''}`, {
+      error: r.error, status: s?.status, log: s?.log.trim().split('\n').slice(-8), eventErrors: r.eventErrors,
+    }))
+  // What the guest reported on the CPUs it had at boot: one value (section 4 is per VM).
+  const others = [...new Set((h.bootReport?.cpus ?? []).map(c => c.readBack ?? '-'))]
+  const want = others.length === 1 && others[0] !== '-' ? others[0]! : undefined
+  let after: GuestReport | undefined
+  try { const v = GuestReport.safeParse(JSON.parse(s?.report ?? '')); if (v.success) after = v.data } catch { /* said below */ }
+  const guestCpu = s ? unitCpuOf(s.unit) : undefined
+  const newEntry = after?.cpus.find(c => c.cpu === guestCpu)
+  const badAfter = (after?.cpus ?? []).filter(c => c.readBack !== want).map(c => ({ cpu: c.cpu, outcome: c.outcome, readBack: c.readBack ?? '-' }))
+  points.push(point(after !== undefined && want !== undefined && after.cpus.length === n && newEntry !== undefined && badAfter.length === 0 && ['written', 'unchanged'].includes(newEntry.outcome),
+    `hot-plug: the report the unit wrote covers all ${n} CPUs; cpu${guestCpu ?? '?'} holds MITI_CTRL ${want ?? '?'} as the others do`, {
+      reportedOnOthers: others, cpus: after?.cpus.length ?? '(no parsable report.json)', newCpu: newEntry ? { outcome: newEntry.outcome, wanted: newEntry.wanted, readBack: newEntry.readBack } : '(absent)', mismatches: badAfter,
+    }))
+  const st = h.after.state
+  const q = st?.vcpus.find(v => v.index === vcpu)
+  points.push(point(want !== undefined && q !== undefined && q.mitiCtrl === want && st!.vcpus.length === n,
+    `hot-plug: QEMU's ${who} holds MITI_CTRL ${want ?? '?'}, what the guest reported on the others (contract/CONTRACT.md section 4)`, {
+      expected: want ?? `(the boot report disagrees with itself: ${others.join(', ')})`, qemu: st?.vcpus.map(v => ({ vcpu: v.index, mitiCtrl: v.mitiCtrl })) ?? h.after.stateErrors, source: 'contract/CONTRACT.md section 4',
+    }))
+  const ck = h.after.check
+  const basis = ck?.vcpus.find(v => v.index === vcpu)?.basis
+  points.push(point(ck !== undefined && ck.ok && ck.vcpus.length === n && basis === 'guest+vmm',
+    `hot-plug: host check passes on all ${n} vCPUs, ${who} checked on guest data`, {
+      verdict: ck?.verdict ?? '(not run)', failures: ck?.failures ?? [], errors: h.after.checkErrors ?? h.after.stateErrors ?? [], basis: basis ?? '(not checked)',
+    }))
   return points
 }

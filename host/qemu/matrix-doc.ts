@@ -21,6 +21,7 @@ const PatchedBootDoc = z.strictObject({
   fault: z.enum(QEMU_FAULTS).optional().describe('x-virt-miti-fault: the fault this boot must catch by name'),
   force: z.strictObject({ mask: u64, value: u64 }).optional().describe('spec-ctrl-force-mask / -value (userspace force)'),
   migrateTo: catalogId.optional().describe('after the guest ran, migrate it to a second QEMU responding as this host'),
+  hotplug: z.union([z.bigint(), z.number()]).transform(Number).pipe(z.literal(1)).optional().describe('after the guest reported, hot-plug one more vCPU (device_add; -smp N,maxcpus=N+1): it must get its CTRL through the installed udev rule and unit'),
   expect: z.strictObject({
     bhi: z.enum(['not-affected', 'bhi-dis-s', 'sw-loop', 'retpoline', 'vmexit-sw-loop', 'vulnerable']).optional(),
     mitiCtrl: u64.optional(),
@@ -28,7 +29,9 @@ const PatchedBootDoc = z.strictObject({
     destForcedMask: u64.optional(),
   }).optional().describe('what this boot is in the matrix to cover (the kernel and host check stay the oracles)'),
   ci: z.boolean().optional(), note: z.string().optional(),
-}).refine(b => b.vmm === undefined || (b.fault === undefined && b.force === undefined), { message: 'expected vmm or fault/force, not both: the VMM definition carries its own faults and userspace force', path: ['vmm'] })
+})
+  .refine(b => !(b.hotplug && (b.migrateTo || b.fault)), 'hotplug is a boot of its own: not with migrateTo or fault')
+  .refine(b => b.vmm === undefined || (b.fault === undefined && b.force === undefined), { message: 'expected vmm or fault/force, not both: the VMM definition carries its own faults and userspace force', path: ['vmm'] })
 export const QemuMatrixDoc = z.strictObject({
   description: z.string().min(1),
   source: z.string().min(1),

@@ -16,9 +16,10 @@ import type { TapPoint } from '../../bin/lib/tap.js'
 import { checkFromText } from '../check/from-text.js'
 import { builtinCpusDir } from '../runner/catalog.js'
 import { loadCpuCatalog } from '../runner/cpus.js'
-import { qemuArgs, socketDir, type BootOptions, type BootResult, type HeldGuest } from './boot.js'
+import { qemuArgs, qemuPath, socketDir, type BootOptions, type BootResult, type HeldGuest } from './boot.js'
 import { checkBoot, readKernelLine, type BootFacts } from './checks.js'
-import { checkPatched, type HostSide } from './checks-patched.js'
+import { checkHotplug, checkPatched, type HostSide } from './checks-patched.js'
+import { EVENTS_LOG, hotplugVcpu, type HotplugResult } from './hotplug.js'
 import { Qmp } from './qmp.js'
 import { readQemuState } from './qemu-state.js'
 import type { PatchedBootSpec } from './matrix-doc.js'
@@ -136,6 +137,32 @@ export async function migrateAndCheck(g: HeldGuest, src: BootOptions, qemu: stri
   }
 }
 
+export interface HotplugSide { result: HotplugResult; after?: SideResult }
+
+/**
+ * A hot-plug boot's QEMU arguments: room for `n` more vCPUs, and the guest's third serial port
+ * (ttyS2: the unit results image/udev/50-udev.sh forwards) into a file of its own.
+ */
+export function hotplugBootArgs(vcpus: number, n: number, eventsLog = path.join(socketDir(), EVENTS_LOG)): Pick<BootOptions, 'maxCpus' | 'extraArgs'> & { eventsLog: string } {
+  return { maxCpus: vcpus + n, eventsLog, extraArgs: ['-chardev', `file,id=virtmiti-events,path=${qemuPath(eventsLog)}`, '-serial', 'chardev:virtmiti-events'] }
+}
+
+/** Hot-plug one vCPU into the held guest, wait for its unit result, then read the state and host check again. */
+export async function hotplugAndCheck(g: HeldGuest, eventsLog: string, bootReport: string | undefined, host: string, caps: HostCaps, timeoutMs = 180_000): Promise<HotplugSide> {
+  let rep: GuestReport | undefined
+  try { const v = GuestReport.safeParse(JSON.parse(bootReport ?? '')); if (v.success) rep = v.data } catch { /* rep stays undefined */ }
+  const values = [...new Set((rep?.cpus ?? []).map(c => c.readBack))]
+  const expectCtrl = values.length === 1 && values[0] !== undefined ? BigInt(values[0]) : undefined
+  const q = await Qmp.connect(g.qmpSocket)
+  try {
+    // Reset value 0: patchedCpuProps never sets virt-miti-ctrl-reset (patch 0002's default).
+    const result = await hotplugVcpu(q, eventsLog, { ...(expectCtrl !== undefined ? { expectCtrl } : {}), resetCtrl: 0n, timeoutMs, id: 'virtmiti-hotplug-1', guestCpus: (rep?.cpus ?? []).map(c => c.cpu) })
+    try { fs.copyFileSync(eventsLog, path.join(g.workDir, EVENTS_LOG)) } catch { /* no events: said by the result */ }
+    if (!result.start) return { result }
+    return { result, after: await checkSide(q, result.start.report, host, caps) }
+  } finally { q.close() }
+}
+
 export interface PatchedRun {
   points: TapPoint[]
   facts: BootFacts
@@ -149,6 +176,8 @@ export interface PatchedRun {
     forced?: { mask: string; value: string }[]
     hostCheck?: { verdict: 'pass' | 'fail'; failures: string[] } | { verdict: 'error'; errors: string[] }
     migration?: { to: string; ms?: number; error?: string; forced?: { mask: string; value: string }[]; hostCheck?: { verdict: 'pass' | 'fail' | 'error'; failures: string[] } }
+    /** ms from device_add: QEMU lists the vCPU, its QOM CTRL reads the reported value, the guest's unit result arrives. */
+    hotplug?: { vcpu?: number; unit?: string; ms: HotplugResult['ms']; mitiCtrl?: string[]; error?: string; hostCheck?: { verdict: 'pass' | 'fail' | 'error'; failures: string[] } }
   }
 }
 
@@ -159,7 +188,7 @@ const hostCheckOf = (s: SideResult | undefined): PatchedRun['extra']['hostCheck'
 }
 
 /** The held phase of a patched boot: what runs while the guest waits (see runPatched). */
-export function patchedHeld(b: PatchedBootSpec, qemu: string, srcOpts: () => BootOptions, hostCaps: HostCaps, destCaps: HostCaps | undefined, out: { src?: SideResult; mig?: MigrationResult }) {
+export function patchedHeld(b: PatchedBootSpec, qemu: string, srcOpts: () => BootOptions, hostCaps: HostCaps, destCaps: HostCaps | undefined, out: { src?: SideResult; mig?: MigrationResult; hot?: HotplugSide }, eventsLog?: string) {
   return async (g: HeldGuest): Promise<void> => {
     const report = g.sections.get('report')?.output
     out.src = await checkSide(g.qmpSocket, report, b.host, hostCaps)
@@ -169,13 +198,23 @@ export function patchedHeld(b: PatchedBootSpec, qemu: string, srcOpts: () => Boo
       out.mig = await migrateAndCheck(g, srcOpts(), qemu, b, destCaps, report)
       if (out.mig.side?.state) fs.writeFileSync(path.join(g.workDir, 'dest', 'vmm-state.json'), JSON.stringify(out.mig.side.state, null, 1) + '\n')
     }
+    if (b.hotplug && eventsLog) {
+      out.hot = await hotplugAndCheck(g, eventsLog, report, b.host, hostCaps)
+      if (out.hot.after?.state) fs.writeFileSync(path.join(g.workDir, 'vmm-state-hotplug.json'), JSON.stringify(out.hot.after.state, null, 1) + '\n')
+    }
   }
 }
+
+/** A side as checks-patched.ts takes it. */
+const hostSideOf = (s: SideResult | undefined): HostSide => ({
+  ...(s?.state ? { state: s.state } : {}), ...(s?.stateErrors ? { stateErrors: s.stateErrors } : {}),
+  ...(s?.check?.ok ? { check: s.check.result } : {}), ...(s?.check && !s.check.ok ? { checkErrors: s.check.errors } : {}),
+})
 
 const pt = (ok: boolean, name: string, diag?: Record<string, unknown>): TapPoint => ({ ok, name, ...(diag && !ok ? { diag } : {}) })
 
 /** Checks of a finished patched boot: the stock tier's guest checks, then checks-patched.ts, then coverage. */
-export function patchedPoints(b: PatchedBootSpec, r: BootResult, vcpus: number, append: string[], sides: { src?: SideResult; mig?: MigrationResult }, binary: string): PatchedRun {
+export function patchedPoints(b: PatchedBootSpec, r: BootResult, vcpus: number, append: string[], sides: { src?: SideResult; mig?: MigrationResult; hot?: HotplugSide }, binary: string): PatchedRun {
   const c = checkBoot(r.sections, { cpu: [b.cpu, ...(b.props ?? [])].join(','), append, accel: r.accel, vcpus, virtMsrs: true })
   const kernelLine = r.sections.get('spectre_v2')?.output
   const kernel = kernelLine !== undefined ? readKernelLine(kernelLine) : undefined
@@ -183,10 +222,7 @@ export function patchedPoints(b: PatchedBootSpec, r: BootResult, vcpus: number, 
   let probe: ProbeJson | undefined
   try { const v = GuestReport.safeParse(JSON.parse(r.sections.get('report')?.output ?? '')); if (v.success) report = v.data } catch { /* checkBoot reports it */ }
   try { const v = ProbeJson.safeParse(JSON.parse(r.sections.get('probe')?.output ?? '')); if (v.success) probe = v.data } catch { /* checkBoot reports it */ }
-  const host: HostSide = {
-    ...(sides.src?.state ? { state: sides.src.state } : {}), ...(sides.src?.stateErrors ? { stateErrors: sides.src.stateErrors } : {}),
-    ...(sides.src?.check?.ok ? { check: sides.src.check.result } : {}), ...(sides.src?.check && !sides.src.check.ok ? { checkErrors: sides.src.check.errors } : {}),
-  }
+  const host = hostSideOf(sides.src)
   if (!sides.src) host.stateErrors = ['the guest never reached its last section: QEMU state not read']
   const fault = b.fault ?? b.vmmProps?.fault
   const points = [...c.points, ...checkPatched(r.sections, probe, report, host, { vcpus, kernel, mitiEnum: b.vmmProps?.mitiEnum ?? TIER_MITI_ENUM, ...(fault ? { fault } : {}) })]
@@ -205,6 +241,15 @@ export function patchedPoints(b: PatchedBootSpec, r: BootResult, vcpus: number, 
     points.push(pt(!!ck && ck.ok && ck.result.ok, `host check on the destination (${b.migrateTo}): every vCPU as contract/CONTRACT.md section 5 says for that host`, { failures: ck?.ok ? ck.result.failures : ck?.errors ?? [] }))
     if (e?.destForcedMask !== undefined) points.push(pt(!!ms && ms.vcpus.every(v => v.forcedMask === hex(e.destForcedMask!)), `covers: after migration, ${b.migrateTo} forces ${e.destForcedMask === 0n ? 'nothing' : hex(e.destForcedMask)} on every vCPU`, { qemu: forcedOf(ms) }))
   }
+  const hot = sides.hot
+  if (b.hotplug) {
+    const after = hot?.after
+    points.push(...checkHotplug({
+      vcpus, bootReport: report,
+      result: hot?.result ?? { ms: {}, eventErrors: [], error: 'the guest never reached its last section: no hot-plug' },
+      after: hostSideOf(after),
+    }))
+  }
   const hc = hostCheckOf(sides.src)
   return {
     points, facts: c.facts,
@@ -220,6 +265,14 @@ export function patchedPoints(b: PatchedBootSpec, r: BootResult, vcpus: number, 
           to: b.migrateTo, ...(mig?.ms !== undefined ? { ms: mig.ms } : {}), ...(mig?.error ? { error: mig.error } : {}),
           ...(mig?.side?.state ? { forced: forcedOf(mig.side.state)! } : {}),
           ...(mig?.side ? { hostCheck: (() => { const h = hostCheckOf(mig.side)!; return 'failures' in h ? h : { verdict: 'error' as const, failures: h.errors } })() } : {}),
+        },
+      } : {}),
+      ...(b.hotplug ? {
+        hotplug: {
+          ...(hot?.result.vcpu !== undefined ? { vcpu: hot.result.vcpu } : {}), ...(hot?.result.start ? { unit: hot.result.start.unit } : {}),
+          ms: hot?.result.ms ?? {}, ...(hot?.after?.state ? { mitiCtrl: hot.after.state.vcpus.map(v => v.mitiCtrl) } : {}),
+          ...(hot?.result.error ? { error: hot.result.error } : {}),
+          ...(hot?.after ? { hostCheck: (() => { const h = hostCheckOf(hot.after)!; return 'failures' in h ? h : { verdict: 'error' as const, failures: h.errors } })() } : {}),
         },
       } : {}),
     },

@@ -37,6 +37,7 @@ t.test('patched matrix: the CI set covers what issue 11 "Done when" lists', asyn
   t.same(ci.map(b => b.fault ?? b.vmmProps?.fault).filter(Boolean).sort(), [...QEMU_FAULTS].sort(), 'every fault property, once (directly or through a vmm: definition)')
   t.ok(ci.some(b => b.vmm !== undefined), 'a boot naming a VMM definition (host/qemu/vmm-props.ts)')
   t.ok(ci.some(b => b.migrateTo), 'one migration')
+  t.ok(ci.some(b => b.hotplug === 1 && b.expect?.mitiCtrl !== undefined && b.expect.mitiCtrl !== 0n), 'one vCPU hot-plug, with a CTRL other than the reset value (so its write is seen)')
   t.equal(patchedBootName(ci.find(b => b.migrateTo)!), 'qemu-patched: Cascadelake-Server-v2 on cascade-lake (default) -> sapphire-rapids')
 })
 

@@ -13,8 +13,9 @@ import { packageRoot } from '../runner/catalog.js'
 import { bootGuest, type Accel, type BootOptions, type BootResult } from './boot.js'
 import { checkBoot, type BootFacts } from './checks.js'
 import { buildImage, type ImageBuild } from './image.js'
+import { buildUdevImage, udevOverlayScript } from './udev-image.js'
 import { QemuMatrixDoc, type PatchedBootSpec } from './matrix-doc.js'
-import { catalogHostCaps, newUuid, patchedCpuProps, patchedHeld, patchedPoints, resolveBootVmm, type MigrationResult, type PatchedRun, type SideResult } from './patched.js'
+import { catalogHostCaps, hotplugBootArgs, newUuid, patchedCpuProps, patchedHeld, patchedPoints, resolveBootVmm, type HotplugSide, type MigrationResult, type PatchedRun, type SideResult } from './patched.js'
 import { hex } from '../../contract/bits.js'
 
 export { QemuMatrixDoc, type PatchedBootSpec } from './matrix-doc.js'
@@ -33,7 +34,7 @@ export const bootName = (cpu: string, append: readonly string[]): string => `qem
 export function patchedBootName(b: PatchedBootSpec): string {
   const cpu = [b.cpu, ...(b.props ?? [])].join(',')
   const force = b.force ? ` force ${hex(b.force.mask)}/${hex(b.force.value)}` : ''
-  return `qemu-patched: ${cpu} on ${b.host}${b.vmm ? ` vmm ${b.vmm}` : ''} ${b.append.split(' ').filter(Boolean).join(' ') || '(default)'}${b.fault ? ` fault ${b.fault}` : ''}${force}${b.migrateTo ? ` -> ${b.migrateTo}` : ''}`
+  return `qemu-patched: ${cpu} on ${b.host}${b.vmm ? ` vmm ${b.vmm}` : ''} ${b.append.split(' ').filter(Boolean).join(' ') || '(default)'}${b.fault ? ` fault ${b.fault}` : ''}${force}${b.migrateTo ? ` -> ${b.migrateTo}` : ''}${b.hotplug ? ` hotplug +${b.hotplug}` : ''}`
 }
 
 export function parseQemuMatrix(text: string, file: string): { boots: QemuBoot[]; errors: string[] } {
@@ -165,8 +166,10 @@ export interface TierDeps {
   build: (agent: string, cacheDir: string, script: string) => ImageBuild
   boot: (o: BootOptions) => Promise<BootResult>
   findPatched?: (script: string | undefined) => { path: string } | { unavailable: string }
+  /** The udev image of hot-plug boots (host/qemu/udev-image.ts). */
+  buildUdev?: (agent: string, baseImage: string, cacheDir: string, script: string) => ImageBuild
 }
-const realDeps: TierDeps = { build: (a, c, s) => buildImage(a, c, process.env, s), boot: bootGuest, findPatched: s => findPatchedQemu(s) }
+const realDeps: TierDeps = { build: (a, c, s) => buildImage(a, c, process.env, s), boot: bootGuest, findPatched: s => findPatchedQemu(s), buildUdev: (a, b, c, s) => buildUdevImage(a, b, c, s) }
 
 export interface TierOptions {
   boots: readonly QemuBoot[]
@@ -258,12 +261,25 @@ async function runPatchedBoot(b: QemuBoot, img: { image: string; kernel: string 
   if (bad || typeof caps === 'string' || typeof destCaps === 'string') {
     return { point: { ok: false, name: b.name, diag: { error: bad } }, row: { ...base, status: 'fail', error: bad ?? 'bad host' } }
   }
-  const sides: { src?: SideResult; mig?: MigrationResult } = {}
-  const opts: BootOptions = {
-    image: img.image, kernel: img.kernel, cpu: b.cpu, cpuProps: patchedCpuProps(spec, caps), append: b.append, smp: b.vcpus,
-    accel: 'tcg', timeoutMs: o.timeoutMs ?? 240_000, qemu: bin.path, dataDirs: PATCHED_DATA_DIRS, uuid: newUuid(), ...(workDir ? { workDir } : {}),
+  const sides: { src?: SideResult; mig?: MigrationResult; hot?: HotplugSide } = {}
+  let image = img.image
+  let hot: ReturnType<typeof hotplugBootArgs> | undefined
+  if (spec.hotplug) {
+    // The udev image (cached; built on the first hot-plug boot) and room for the new vCPU.
+    const u = deps.buildUdev && o.paths ? deps.buildUdev(o.paths.agent, img.image, o.paths.cacheDir, udevOverlayScript(o.paths.script)) : undefined
+    if (!u?.ok || !u.image) {
+      const error = `udev image: ${u?.error ?? 'no udev image builder'}`
+      return { point: { ok: false, name: b.name, diag: { error, log: u?.log.trim().split('\n').slice(-6) ?? [] } }, row: { ...base, status: 'fail', error } }
+    }
+    image = u.image
+    hot = hotplugBootArgs(b.vcpus, spec.hotplug)
   }
-  opts.held = patchedHeld(spec, bin.path, () => opts, caps, destCaps, sides)
+  const opts: BootOptions = {
+    image, kernel: img.kernel, cpu: b.cpu, cpuProps: patchedCpuProps(spec, caps), append: b.append, smp: b.vcpus,
+    accel: 'tcg', timeoutMs: o.timeoutMs ?? 240_000, qemu: bin.path, dataDirs: PATCHED_DATA_DIRS, uuid: newUuid(), ...(workDir ? { workDir } : {}),
+    ...(hot ? { maxCpus: hot.maxCpus, extraArgs: hot.extraArgs } : {}),
+  }
+  opts.held = patchedHeld(spec, bin.path, () => opts, caps, destCaps, sides, hot?.eventsLog)
   const r = await deps.boot(opts)
   const seconds = sec1(r.wallMs)
   const bootPoint: TapPoint = {
@@ -273,7 +289,8 @@ async function runPatchedBoot(b: QemuBoot, img: { image: string; kernel: string 
   const pr = patchedPoints(spec, r, b.vcpus, b.append, sides, bin.path)
   const sub = [bootPoint, ...pr.points]
   const ok = sub.every(p => p.ok || p.skip !== undefined)
-  const comments = [`boot-to-verdict ${seconds.toFixed(1)} s (QEMU start to quit, QMP reads${spec.migrateTo ? ', migration' : ''} and host check included${sides.mig?.ms !== undefined ? `; migration ${sides.mig.ms} ms` : ''})`, ...r.notes]
+  const hm = sides.hot?.result.ms
+  const comments = [`boot-to-verdict ${seconds.toFixed(1)} s (QEMU start to quit, QMP reads${spec.migrateTo ? ', migration' : ''}${spec.hotplug ? ', hot-plug' : ''} and host check included${sides.mig?.ms !== undefined ? `; migration ${sides.mig.ms} ms` : ''}${hm ? `; device_add to: QEMU lists the vCPU ${hm.qemu ?? '-'} ms, QOM CTRL written ${hm.ctrl ?? '-'} ms, guest unit result ${hm.unit ?? '-'} ms` : ''})`, ...r.notes]
   if (!ok) comments.push(`logs kept: ${path.dirname(r.consoleLog)}`)
   const failed = sub.filter(p => !p.ok && p.skip === undefined).map(p => p.name)
   const { vmm, ...extra } = pr.extra

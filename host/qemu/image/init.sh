@@ -73,6 +73,8 @@ run() {
 echo "@@virtmiti-hello 1 $(uptime_s)" >&3
 run insmod.msr "insmod /lib/modules/virtmiti/msr.ko"
 run insmod.cpuid "insmod /lib/modules/virtmiti/cpuid.ko"
+# Start-up hooks of image variants (udev/50-udev.sh of the udev image: systemd-udevd, unit results).
+for h in /etc/virtmiti/init.d/*; do [ -x "$h" ] && { log "hook $h"; "$h"; }; done
 TAB=$(printf '\t')
 while IFS="$TAB" read -r name cmd; do
   case "$name" in ''|'#'*) continue ;; esac
