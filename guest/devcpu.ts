@@ -125,9 +125,12 @@ export class DevcpuPlatform implements Platform {
   }
 
   /**
-   * One descriptor per CPU and device, opened once (issue 14 item 7): the probe, the write and
-   * the read-back of a CPU all go through it, so nothing swapped in the tree between them can
-   * redirect a write. Opened O_NOFOLLOW, then checked with fstat: a character device (on "/", the
+   * One descriptor per CPU and device, held until release(cpu) (issue 14 item 7): a CPU's reads
+   * go through one descriptor, and so do a write's gate read of MITI_ENUM, the write and its
+   * read-back (guest/apply/write-gate.ts), so nothing swapped in the tree between them can
+   * redirect a write. The probe releases each CPU when its reads are done (guest/probe.ts: no
+   * descriptor table growth at 256 CPUs); `report` opens it again, checked the same way, for the
+   * write. Opened O_NOFOLLOW, then checked with fstat: a character device (on "/", the
    * msr/cpuid drivers; under --dev-root also a regular file, the fake trees), and, where
    * /proc/self/fd shows it, the file actually opened is DIR/dev/cpu/N/DEV (no symlinked directory
    * on the way). The msr device is opened read-write once (the driver checks CAP_SYS_RAWIO at

@@ -14,7 +14,8 @@
 # Output: progress and the cache key on stderr; the image path, then the kernel path, on stdout.
 #
 # Reproducible: same inputs -> same bytes. The cache key is a sha256 over the kernel
-# version, this script, init.sh and every input file's sha256, mode and image path; all
+# version, this script, the strip version and every input file's sha256, mode and image path
+# (content only: never the host path it came from); all
 # files get mtime 0, owner 0:0, a sorted file list, `cpio --reproducible` (renumbered
 # inodes, no device numbers) and single-threaded zstd at a fixed level.
 set -eu
@@ -103,6 +104,11 @@ add /virtmiti-guest.mjs "$BUNDLE" 0644
 add /init "$INIT" 0755
 sort -u -o "$LIST" "$LIST"
 
+# node is copied stripped (its symbol table was 92% of a 108 MB image; .dynsym stays, which
+# is all the loader needs; issue 15 item 4). binutils' strip: .ci/setup installs it.
+if command -v strip >/dev/null 2>&1; then STRIP_ID=$(strip --version | head -n1)
+else STRIP_ID=none; log "note: strip not found (apt-get install binutils); node goes in unstripped"; fi
+
 # --- cache key ------------------------------------------------------------------------
 KEYTEXT=$(mktemp)
 trap 'rm -f "$LIST" "$KEYTEXT"' EXIT
@@ -111,8 +117,11 @@ trap 'rm -f "$LIST" "$KEYTEXT"' EXIT
   echo "kver $KVER"
   echo "script $(sha256sum < "$SELF" | cut -d' ' -f1)"
   echo "busybox-applets $("$BUSYBOX" --list | sort | sha256sum | cut -d' ' -f1)"
+  echo "strip $STRIP_ID"
+  # Content only: the same files give the same key whatever path they were named by (a relative
+  # and an absolute bundle path built two identical images before; issue 15 item 4).
   while read -r dst src mode; do
-    echo "file $dst $mode $(sha256sum < "$src" | cut -d' ' -f1) $src"
+    echo "file $dst $mode $(sha256sum < "$src" | cut -d' ' -f1)"
   done < "$LIST"
 } > "$KEYTEXT"
 KEY=$(sha256sum < "$KEYTEXT" | cut -c1-16)
@@ -139,11 +148,12 @@ for d in bin sbin usr/bin usr/sbin proc sys dev tmp run root etc/virtmiti lib/mo
 done
 while read -r dst src mode; do
   mkdir -p "$STAGE$(dirname "$dst")"
-  case "$src" in
+  if [ "$dst" = /usr/bin/node ] && [ "$STRIP_ID" != none ]; then strip --strip-all -o "$STAGE$dst" "$src"
+  else case "$src" in
     *.ko.xz)  xz -dc < "$src" > "$STAGE$dst" ;;
     *.ko.zst) zstd -qdc < "$src" > "$STAGE$dst" ;;
     *)        cp -L "$src" "$STAGE$dst" ;;
-  esac
+  esac; fi
   chmod "$mode" "$STAGE$dst"
 done < "$LIST"
 # busybox applets as symlinks (everything in /bin; the tools above live in /usr)
@@ -152,15 +162,13 @@ for a in $("$BUSYBOX" --list | sort); do
   [ -e "$STAGE/bin/$a" ] || ln -s busybox "$STAGE/bin/$a"
 done
 # Default command list (used when the kernel command line has no virtmiti.cmds=):
-# one "name<TAB>shell command" per line; host/qemu/commands.ts makes the same list.
+# one "name<TAB>shell command[<TAB>frames]" per line; host/qemu/commands.ts makes the same list.
 TAB=$(printf '\t')
 cat > "$STAGE/etc/virtmiti/commands" <<CMDS
 cmdline${TAB}cat /proc/cmdline
 spectre_v2${TAB}cat /sys/devices/system/cpu/vulnerabilities/spectre_v2
 cpus${TAB}ls /dev/cpu
-probe${TAB}node /virtmiti-guest.mjs probe --json
-report${TAB}node /virtmiti-guest.mjs report --json
-selftest${TAB}node /virtmiti-guest.mjs selftest
+agent${TAB}node /virtmiti-guest.mjs batch probe --json :: report --json :: selftest --tap${TAB}frames
 rdmsr.0x10a${TAB}virtmiti-rdmsr-all 0x10a
 rdmsr.0x48${TAB}virtmiti-rdmsr-all 0x48
 rdmsr.0x50000000${TAB}virtmiti-rdmsr-all 0x50000000
