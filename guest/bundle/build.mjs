@@ -19,6 +19,29 @@ import { parseArgs } from 'node:util'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const FORBIDDEN = ['koffi']
+/**
+ * Packages embedded as a string and evaluated on first use (issue 15 item 4). zod was 85% of the
+ * bundle and only `--replay` validates with it, yet node parsed all of it on every start; a string
+ * literal is only scanned. The schema modules import zod as before (one source of schemas).
+ */
+const LAZY = ['zod']
+
+/** The virtual module standing for a LAZY package: its CommonJS bundle, run when first imported. */
+async function lazyModule(pkg) {
+  const r = await build({
+    stdin: { contents: `module.exports = require(${JSON.stringify(pkg)})`, resolveDir: ROOT, loader: 'js' },
+    bundle: true, platform: 'node', format: 'cjs', target: 'node18', minify: true, write: false, logLevel: 'warning', legalComments: 'none',
+  })
+  const code = r.outputFiles[0].text
+  const names = Object.keys(await import(pkg)).filter(n => n !== 'default' && /^[A-Za-z_$][\w$]*$/.test(n))
+  return [
+    `const __lazy = { exports: {} };`,
+    `new Function('module', 'exports', 'require', ${JSON.stringify(code)})(__lazy, __lazy.exports, require);`,
+    `const __m = __lazy.exports;`,
+    `export const { ${names.join(', ')} } = __m;`,
+    `export default ('default' in __m ? __m.default : __m);`,
+  ].join('\n')
+}
 
 export async function buildGuestBundle({ entry = join(ROOT, 'bin/virtmiti-guest.ts'), outfile = join(ROOT, 'dist/virtmiti-guest.mjs') } = {}) {
   const forbidden = []
@@ -30,6 +53,16 @@ export async function buildGuestBundle({ entry = join(ROOT, 'bin/virtmiti-guest.
         forbidden.push(`${args.path} imported by ${relative(ROOT, args.importer)}`)
         return { path: args.path, external: true }
       })
+    },
+  }
+  const lazy = {
+    name: 'virtmiti-lazy-packages',
+    setup(b) {
+      b.onResolve({ filter: new RegExp(`^(${LAZY.join('|')})(/.*)?$`) }, args => {
+        if (args.path.includes('/')) return { errors: [{ text: `${args.path}: only the package root of ${LAZY.join(', ')} can be embedded lazily (imported by ${relative(ROOT, args.importer)})` }] }
+        return { path: args.path, namespace: 'virtmiti-lazy' }
+      })
+      b.onLoad({ filter: /.*/, namespace: 'virtmiti-lazy' }, async args => ({ contents: await lazyModule(args.path), loader: 'js', resolveDir: ROOT }))
     },
   }
   const result = await build({
@@ -46,7 +79,7 @@ export async function buildGuestBundle({ entry = join(ROOT, 'bin/virtmiti-guest.
     logLevel: 'warning',
     legalComments: 'eof',
     sourcemap: false,
-    plugins: [guard],
+    plugins: [guard, lazy],
   })
   if (forbidden.length > 0) throw new Error(`the guest bundle must not contain ${FORBIDDEN.join(', ')}: ${forbidden.join('; ')}`)
   // The output may import Node built-ins only: anything else would need node_modules at run time.
@@ -60,7 +93,10 @@ export async function buildGuestBundle({ entry = join(ROOT, 'bin/virtmiti-guest.
     outfile,
     bytes: statSync(outfile).size,
     inputs: inputs.length,
-    packages: [...new Set(inputs.filter(i => i.includes('node_modules/')).map(i => i.replace(/^.*node_modules\/((?:@[^/]+\/)?[^/]+).*$/, '$1')))].sort(),
+    packages: [...new Set([...inputs.filter(i => i.includes('node_modules/')).map(i => i.replace(/^.*node_modules\/((?:@[^/]+\/)?[^/]+).*$/, '$1')),
+      ...inputs.filter(i => i.startsWith('virtmiti-lazy:')).map(i => i.slice('virtmiti-lazy:'.length))])].sort(),
+    /** Packages inside as a string, evaluated on first import. */
+    lazy: inputs.filter(i => i.startsWith('virtmiti-lazy:')).map(i => i.slice('virtmiti-lazy:'.length)).sort(),
   }
 }
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { buildGuestBundle, type GuestBundleResult } from './build.mjs'
+import { buildTree } from '../../bench/fake-tree.mjs'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 // Outside the repository, so `node` cannot find node_modules by walking up.
@@ -90,4 +91,43 @@ t.test('bundle: install-service copies the bundle itself under the prefix', asyn
   t.equal(r.status, 0, r.stderr + r.stdout)
   t.equal(fs.readFileSync(join(prefix, 'usr/lib/virtmiti/virtmiti-guest.mjs'), 'utf8'), fs.readFileSync(outfile, 'utf8'))
   t.ok(fs.existsSync(join(prefix, 'etc/udev/rules.d/90-virtmiti.rules')))
+})
+
+// Issue 15 item 4: zod is in the bundle as a string, evaluated only where validation needs it.
+// Observed from outside: a preload counts the `new Function(module, exports, require, ...)` calls.
+t.test('bundle: zod is embedded lazily: a probe never evaluates it, --replay does', async t => {
+  t.same(built.lazy, ['zod'])
+  t.ok(built.packages.includes('zod'), 'still listed as bundled')
+  const preload = join(tmp, 'count-lazy.cjs')
+  fs.writeFileSync(preload, `const F = globalThis.Function; let n = 0
+globalThis.Function = new Proxy(F, { construct(target, args) { if (args[0] === 'module' && args[2] === 'require') n++; return Reflect.construct(target, args) } })
+process.on('exit', () => { require('fs').writeSync(2, '\\nlazy-evaluated ' + n + '\\n') })\n`)
+  const count = (args: string[]) => {
+    const r = spawnSync(process.execPath, ['-r', preload, outfile, ...args], { cwd: tmp, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } })
+    return { n: Number(/lazy-evaluated (\d+)/.exec(r.stderr)?.[1] ?? NaN), status: r.status, stderr: r.stderr }
+  }
+  const tree = buildTree(join(tmp, 'lazy-tree'), 2)
+  const p = count(['probe', '--json', '--dev-root', tree])
+  t.same([p.n, p.status], [0, 0], `probe: zod not evaluated (${p.stderr.trim()})`)
+  const fixture = join(HERE, '../fixtures/cascade-lake-guest-enum.json')
+  const r = count(['probe', '--replay', fixture, '--format', 'short'])
+  t.equal(r.n, 1, '--replay validates the facts file with zod: evaluated once')
+  t.equal(r.status, 1, r.stderr)
+})
+
+// Issue 15 item 4: `batch` gives each command the stdout, stderr and exit code of its own run.
+t.test('bundle: batch frames hold exactly what separate runs print and exit with', async t => {
+  const norm = (s: string, tree: string) => s.split(tree).join('TREE').replace(/"timestamp": "[^"]+"/g, '"timestamp": "T"')
+  const cmds = (tree: string, journal: string) => [['probe', '--json', '--dev-root', tree], ['report', '--json', '--dev-root', tree], ['selftest', '--tap', '--dev-root', tree, '--journal-dir', journal]]
+  // Two identical trees: report writes MITI_CTRL into its tree, so each way gets a fresh one.
+  const sepTree = buildTree(join(tmp, 'sep-tree'), 2), batchTree = buildTree(join(tmp, 'bat-tree'), 2)
+  const separate = cmds(sepTree, join(tmp, 'sep-j')).map(a => { const r = run(a); return { exit: r.status, out: norm(r.stdout, sepTree), err: norm(r.stderr, sepTree) } })
+  const b = run(['batch', ...cmds(batchTree, join(tmp, 'bat-j')).flatMap((a, i) => (i ? ['::', ...a] : a))])
+  t.equal(b.status, 0, b.stderr)
+  const { parseFrames } = await import('../../host/qemu/frames.js')
+  const f = parseFrames(`@@virtmiti-hello 1 0\n${b.stdout}@@virtmiti-done ${(b.stdout.match(/^@@virtmiti-end /gm) ?? []).length} 0\n`)
+  t.same(f.errors, [])
+  const framed = ['probe', 'report', 'selftest'].map(n => { const s = f.sections.get(n); return s && { exit: s.exit, out: norm(s.output, batchTree), err: norm(s.stderr, batchTree) } })
+  t.same(framed, separate)
+  t.ok(separate.some(s => s.exit !== 0), `exit codes differ from 0 somewhere, so they are compared for real: ${separate.map(s => s.exit).join(', ')}`)
 })
