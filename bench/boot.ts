@@ -15,7 +15,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { bootGuest, type BootResult } from '../host/qemu/boot.js'
 import { defaultCommands } from '../host/qemu/commands.js'
-import { buildImage, AGENT_BUNDLE, DEFAULT_CACHE_DIR } from '../host/qemu/image.js'
+import { fileURLToPath } from 'node:url'
+import { buildImage } from '../host/qemu/image.js'
 import { bootableKernel } from '../host/qemu/kernel-extract.js'
 
 const args = process.argv.slice(2)
@@ -24,11 +25,14 @@ const ROUNDS = Math.max(1, Number(opt('--rounds', '3')) || 3)
 const CPU = opt('--cpu', 'Skylake-Server')
 const GOAL = 1.5
 
+// One level below the repository both as bench/boot.ts and as .cache/boot-bench.mjs (make bench).
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const AGENT_BUNDLE = path.join(ROOT, 'dist', 'virtmiti-guest.mjs')
 const skip = (why: string): never => { process.stdout.write(JSON.stringify({ skipped: why }) + '\n'); process.exit(4) }
 const qemu = spawnSync('qemu-system-x86_64', ['--version'], { encoding: 'utf8' })
 if (qemu.error || qemu.status !== 0) skip('qemu-system-x86_64 not found (apt-get install qemu-system-x86)')
 if (!fs.existsSync(AGENT_BUNDLE)) skip(`${AGENT_BUNDLE} not built (make bundle)`)
-const img = buildImage(AGENT_BUNDLE, DEFAULT_CACHE_DIR)
+const img = buildImage(AGENT_BUNDLE, path.join(ROOT, '.cache', 'qemu'), process.env, path.join(ROOT, 'host', 'qemu', 'image', 'build-initramfs.sh'))
 if (!img.ok || !img.image || !img.kernel) skip(`no guest image: ${img.error}`)
 const vmlinuz = img.kernel!
 const direct = bootableKernel(vmlinuz)
@@ -42,8 +46,8 @@ function bareImage(dir: string): string {
   fs.copyFileSync(bb, path.join(stage, 'bin/busybox'))
   fs.chmodSync(path.join(stage, 'bin/busybox'), 0o755)
   fs.writeFileSync(path.join(stage, 'init'), '#!/bin/busybox sh\n/bin/busybox poweroff -f\n', { mode: 0o755 })
-  const out = path.join(dir, 'bare.cpio.zst')
-  const r = spawnSync('sh', ['-c', 'cd "$1" && find . -mindepth 1 | sort | cpio --create --format=newc --quiet --owner=0:0 | zstd -q -3 -c > "$2"', 'sh', stage, out])
+  const out = path.join(dir, 'bare.cpio') // uncompressed, as the tier's image
+  const r = spawnSync('sh', ['-c', 'cd "$1" && find . -mindepth 1 | sort | cpio --create --format=newc --quiet --owner=0:0 > "$2"', 'sh', stage, out])
   if (r.status !== 0) skip(`bare image: ${r.stderr}`)
   return out
 }

@@ -62,7 +62,7 @@ t.test('a relative and an absolute path to the same bundle give one key and one 
     // Measured against the host's node: stripped means no .symtab section, .dynsym kept.
     const sections = (f: string): string => execFileSync('readelf', ['-SW', f], { encoding: 'utf8' })
     const node = path.join(dir, 'node')
-    execFileSync('sh', ['-c', 'zstd -qdc "$1" | cpio -i --quiet --to-stdout ./usr/bin/node > "$2"', 'sh', a.image!, node])
+    execFileSync('sh', ['-c', 'cpio -i --quiet --to-stdout usr/bin/node < "$1" > "$2"', 'sh', a.image!, node])
     t.notMatch(sections(node), /\.symtab/, 'no symbol table')
     t.match(sections(node), /\.dynsym/, 'its dynamic symbols stay')
     const host = fs.realpathSync(process.execPath)
