@@ -79,6 +79,7 @@ export class DevcpuPlatform implements Platform {
   private readonly modprobePaths: readonly string[]
   /** One read buffer for all preads (calls are synchronous): no allocation per register read (bench/probe.mjs). */
   private readonly rbuf = Buffer.alloc(16)
+  private resolvedRoot: string | undefined
 
   constructor(opts: DevcpuOptions = {}) {
     this.root = opts.root ?? '/'
@@ -189,11 +190,22 @@ export class DevcpuPlatform implements Platform {
     let real: string | undefined
     try { real = fs.readlinkSync(`/proc/self/fd/${fd}`) } catch { real = undefined }
     if (real !== undefined) {
-      let want: string
-      try { want = join(fs.realpathSync(this.root), path.slice(join(this.root, '.').length)) } catch { want = path }
+      const want = join(this.realRoot(), path.slice(join(this.root, '.').length))
       if (real !== want) return `${path} resolves to ${real}: a symbolic link in the tree, refused`
     }
     return undefined
+  }
+
+  /**
+   * The root as the kernel names it, resolved once: the root is what the caller chose to trust;
+   * what lies below it is checked at every open. realpath walks each component with lstat, which
+   * was a tenth of the per-CPU cost at 256 CPUs (bench/probe.mjs, node --cpu-prof).
+   */
+  private realRoot(): string {
+    if (this.resolvedRoot === undefined) {
+      try { this.resolvedRoot = fs.realpathSync(this.root) } catch { this.resolvedRoot = this.root }
+    }
+    return this.resolvedRoot
   }
 
   /** Close CPU `cpu`'s descriptors once its work is done (issue 14 item 7; issue 15 descriptor rule). */
