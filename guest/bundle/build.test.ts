@@ -131,3 +131,31 @@ t.test('bundle: batch frames hold exactly what separate runs print and exit with
   t.same(framed, separate)
   t.ok(separate.some(s => s.exit !== 0), `exit codes differ from 0 somewhere, so they are compared for real: ${separate.map(s => s.exit).join(', ')}`)
 })
+
+// Issue 15 item 4: node:tty (with net and stream behind it) is loaded on first use, not at every
+// start; tty.isatty still answers for stdout (false for a file). (node:child_process is lazy too,
+// but under the test runner something else of the child's loads it: not asserted here.)
+t.test('bundle: a probe writing into files does not load node:tty', async t => {
+  const preload = join(tmp, 'modules.cjs')
+  fs.writeFileSync(preload, `process.on('exit', () => { require('fs').writeSync(2, '\\nloaded ' + process.moduleLoadList.filter(m => m.startsWith('NativeModule ')).map(m => m.slice(13)).join(',') + '\\n') })\n`)
+  const tree = buildTree(join(tmp, 'modules-tree'), 1)
+  // stdout and stderr to files, as in the guest's /init (a pipe is a net.Socket, which loads both).
+  const outPath = join(tmp, 'modules-out.txt')
+  const outFd = fs.openSync(outPath, 'w'), errFd = fs.openSync(`${outPath}.err`, 'w')
+  const env = { ...process.env }
+  // No colour forcing, nor the test runner's IPC channel and NODE_OPTIONS hooks (they load child_process).
+  for (const k of ['NO_COLOR', 'FORCE_COLOR', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE', 'NODE_OPTIONS']) delete env[k]
+  const r = spawnSync(process.execPath, ['-r', preload, outfile, 'probe', '--dev-root', tree], { cwd: tmp, env, stdio: ['ignore', outFd, errFd] })
+  fs.closeSync(outFd); fs.closeSync(errFd)
+  const stderr = fs.readFileSync(`${outPath}.err`, 'utf8')
+  const loaded = (/loaded (.*)/.exec(stderr)?.[1] ?? '').split(',')
+  t.equal(r.status, 0, stderr)
+  const stdout = fs.readFileSync(outPath, 'utf8')
+  t.match(stdout, /PROTECTED/, 'the probe printed its verdict')
+  t.ok(loaded.length > 10, `the preload saw the module list (${loaded.length})`)
+  t.notOk(loaded.includes('tty'), 'node:tty not loaded')
+  t.notMatch(stdout, /\u001b\[/, 'no colour into a file: isatty answered false without node:tty')
+  // Where the code does need it, it is there: the selftest supervisor spawns its runner child.
+  const s = run(['selftest', '--tap', '--dev-root', tree, '--journal-dir', join(tmp, 'modules-j')])
+  t.match(s.stdout, /^TAP version 14/m, s.stderr)
+})
