@@ -4,7 +4,10 @@
 import t from 'tap'
 import { frame, main, parseBatch } from './batch.js'
 import { parseFrames } from '../../host/qemu/frames.js'
-import { takeNoColor, type Command } from '../../bin/dispatch.js'
+import { runFlat, takeNoColor, type Command } from '../../bin/dispatch.js'
+
+/** The deps bin/guest-commands.ts gives, over a made-up table. */
+const over = (table: Record<string, Command>) => ({ commands: Object.keys(table), run: (a: string[]) => runFlat(table, 'guest', 'virtmiti-guest', a) })
 
 t.test('parseBatch: commands split at "::", NAME=COMMAND, the errors named', async t => {
   const known = ['probe', 'report', 'selftest']
@@ -45,7 +48,7 @@ t.test('main: each command caught on its own, as its own run would see itself', 
   process.argv = [process.argv[0]!, '/virtmiti-guest.mjs', 'batch', 'a', '::', 'b', '--x', '--no-color', '::', 'c']
   t.teardown(() => { process.argv = saved.argv; if (saved.noColor === undefined) delete process.env['NO_COLOR']; else process.env['NO_COLOR'] = saved.noColor })
   let out = ''
-  const rc = await main(['a', '::', 'b', '--x', '--no-color', '::', 'c'], { table, write: s => { out += s }, uptime: () => '9.5' })
+  const rc = await main(['a', '::', 'b', '--x', '--no-color', '::', 'c'], { ...over(table), write: s => { out += s }, uptime: () => '9.5' })
   t.equal(rc, 0)
   const f = parseFrames(`@@virtmiti-hello 1 0\n${out}@@virtmiti-done 5 10\n`)
   t.same(f.errors, [])
@@ -65,8 +68,8 @@ t.test('main: usage errors exit 2 and write no frame', async t => {
   const e = process.stderr.write
   process.stderr.write = ((s: string) => { errs.push(s); return true }) as typeof process.stderr.write
   try {
-    t.equal(await main(['nope'], { table, write: s => { out += s } }), 2)
-    t.equal(await main(['a', '::'], { table, write: s => { out += s } }), 2)
+    t.equal(await main(['nope'], { ...over(table), write: s => { out += s } }), 2)
+    t.equal(await main(['a', '::'], { ...over(table), write: s => { out += s } }), 2)
   } finally { process.stderr.write = e }
   t.equal(out, '')
   t.match(errs.join(''), /unknown command "nope"/)

@@ -4,8 +4,6 @@
 // NO_COLOR and the exit code reset between commands); its stdout and stderr are caught and written
 // as one frame each in the protocol of host/qemu/README.md ("Frame format"), which /init passes on.
 import * as fs from 'node:fs'
-import type { Command } from '../../bin/dispatch.js'
-import { runFlat } from '../../bin/dispatch.js'
 import { EXIT } from '../../bin/lib/cli.js'
 
 export const BATCH_HELP = `usage: virtmiti-guest batch [NAME=]COMMAND [ARGS...] [:: [NAME=]COMMAND [ARGS...]]...
@@ -78,8 +76,10 @@ async function caught(fn: () => Promise<number>): Promise<{ exit: number; out: B
 }
 
 export interface BatchDeps {
-  /** The guest command table (bin/guest-commands.ts GUEST), passed in: no import circle. */
-  table: Record<string, Command>
+  /** The commands it may run (bin/guest-commands.ts GUEST, less batch). */
+  commands: readonly string[]
+  /** Run one as `virtmiti-guest COMMAND ARGS...` would (bin/dispatch.ts runFlat): passed in, since bin sits above guest. */
+  run: (argv: string[]) => Promise<number>
   /** Where frames go (default fd 1, written synchronously: a kill leaves only whole frames). */
   write?: (s: string) => void
   uptime?: () => string | undefined
@@ -90,7 +90,7 @@ export async function main(argv: string[], deps: BatchDeps): Promise<number> {
     process.stdout.write(BATCH_HELP)
     return argv.length === 0 ? EXIT.USAGE : EXIT.OK
   }
-  const known = Object.keys(deps.table).filter(k => k !== 'batch')
+  const known = deps.commands.filter(k => k !== 'batch')
   const steps = parseBatch(argv, known)
   if ('error' in steps) { process.stderr.write(`virtmiti-guest batch: ${steps.error}\n(see virtmiti-guest batch --help)\n`); return EXIT.USAGE }
   const write = deps.write ?? ((s: string) => { fs.writeSync(1, s) })
@@ -101,13 +101,12 @@ export async function main(argv: string[], deps: BatchDeps): Promise<number> {
   const at = argv0.indexOf('batch', 2)
   const prefix = argv0.slice(0, at < 0 ? 2 : at)
   const noColor = process.env['NO_COLOR']
-  const table = Object.fromEntries(known.map(k => [k, deps.table[k]!]))
   try {
     for (const s of steps) {
       process.argv = [...prefix, s.command, ...s.args]
       process.exitCode = undefined
       if (noColor === undefined) delete process.env['NO_COLOR']; else process.env['NO_COLOR'] = noColor
-      const r = await caught(() => runFlat(table, 'guest', 'virtmiti-guest', [s.command, ...s.args]))
+      const r = await caught(() => deps.run([s.command, ...s.args]))
       const t = now()
       write(frame(s.name, r.exit, r.out, t) + (r.err.length > 0 ? frame(`${s.name}.stderr`, r.exit, r.err, t) : ''))
     }
