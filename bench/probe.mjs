@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `make bench` (issue 2): cost of `virtmiti guest probe` on this machine, run after `make bundle`.
 //  (a) wall time of `guest probe` against `node -e 0`, as a ratio of medians over alternating runs
-//      (goal <= 1.5x); `--version` shows what loading the bundle alone costs.
+//      (goal <= 1.5x, --goal-ratio); `--version` shows what loading the bundle alone costs.
 //  (b) per-CPU cost under --dev-root: (median on a 256-CPU tree - median on a 1-CPU tree) / 255
 //      (goal < 50 us per CPU); the trees enumerate ARCH_CAP bit 63 and the virtual MSRs, so every
 //      CPU reads the whole discovery chain (4 CPUID leaves + 5th, 4 MSRs).
@@ -11,7 +11,7 @@
 // time spent waiting for a CPU, so it is the steadier figure on a loaded machine. The per-CPU cost
 // is also measured in process (bench/per-cpu.ts, bundled here with esbuild) where start-up noise
 // cannot drown it; the goal is judged on its CPU time (process.cpuUsage). Prints a table, then one JSON line.
-// Usage: node bench/probe.mjs [--runs N] [--json] [--bundle FILE]
+// Usage: node bench/probe.mjs [--runs N] [--json] [--bundle FILE] [--goal-ratio X]
 import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -27,7 +27,9 @@ const bundle = bundleArg >= 0 ? args[bundleArg + 1] : join(repo, 'dist', 'virtmi
 const runsArg = args.indexOf('--runs')
 const RUNS = runsArg >= 0 ? Math.max(15, Number(args[runsArg + 1]) || 21) : 21
 const jsonOnly = args.includes('--json')
-const GOAL_RATIO = 1.5
+// Goal of issue 2 for the full CLI; issue 15 asks 1.3x of the guest bundle (--goal-ratio 1.3).
+const goalArg = args.indexOf('--goal-ratio')
+const GOAL_RATIO = goalArg >= 0 ? Number(args[goalArg + 1]) || 1.5 : 1.5
 const GOAL_PER_CPU_US = 50
 
 if (!fs.existsSync(bundle)) {

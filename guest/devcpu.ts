@@ -79,6 +79,7 @@ export class DevcpuPlatform implements Platform {
   private readonly modprobePaths: readonly string[]
   /** One read buffer for all preads (calls are synchronous): no allocation per register read (bench/probe.mjs). */
   private readonly rbuf = Buffer.alloc(16)
+  private resolvedRoot: string | undefined
 
   constructor(opts: DevcpuOptions = {}) {
     this.root = opts.root ?? '/'
@@ -125,9 +126,12 @@ export class DevcpuPlatform implements Platform {
   }
 
   /**
-   * One descriptor per CPU and device, opened once (issue 14 item 7): the probe, the write and
-   * the read-back of a CPU all go through it, so nothing swapped in the tree between them can
-   * redirect a write. Opened O_NOFOLLOW, then checked with fstat: a character device (on "/", the
+   * One descriptor per CPU and device, held until release(cpu) (issue 14 item 7): a CPU's reads
+   * go through one descriptor, and so do a write's gate read of MITI_ENUM, the write and its
+   * read-back (guest/apply/write-gate.ts), so nothing swapped in the tree between them can
+   * redirect a write. The probe releases each CPU when its reads are done (guest/probe.ts: no
+   * descriptor table growth at 256 CPUs); `report` opens it again, checked the same way, for the
+   * write. Opened O_NOFOLLOW, then checked with fstat: a character device (on "/", the
    * msr/cpuid drivers; under --dev-root also a regular file, the fake trees), and, where
    * /proc/self/fd shows it, the file actually opened is DIR/dev/cpu/N/DEV (no symlinked directory
    * on the way). The msr device is opened read-write once (the driver checks CAP_SYS_RAWIO at
@@ -186,11 +190,22 @@ export class DevcpuPlatform implements Platform {
     let real: string | undefined
     try { real = fs.readlinkSync(`/proc/self/fd/${fd}`) } catch { real = undefined }
     if (real !== undefined) {
-      let want: string
-      try { want = join(fs.realpathSync(this.root), path.slice(join(this.root, '.').length)) } catch { want = path }
+      const want = join(this.realRoot(), path.slice(join(this.root, '.').length))
       if (real !== want) return `${path} resolves to ${real}: a symbolic link in the tree, refused`
     }
     return undefined
+  }
+
+  /**
+   * The root as the kernel names it, resolved once: the root is what the caller chose to trust;
+   * what lies below it is checked at every open. realpath walks each component with lstat, which
+   * was a tenth of the per-CPU cost at 256 CPUs (bench/probe.mjs, node --cpu-prof).
+   */
+  private realRoot(): string {
+    if (this.resolvedRoot === undefined) {
+      try { this.resolvedRoot = fs.realpathSync(this.root) } catch { this.resolvedRoot = this.root }
+    }
+    return this.resolvedRoot
   }
 
   /** Close CPU `cpu`'s descriptors once its work is done (issue 14 item 7; issue 15 descriptor rule). */

@@ -21,4 +21,11 @@ export interface Platform {
   wrmsr(cpu: number, index: number, value: bigint): MsrWrite
   /** A text file of the guest (sysfs, /proc): undefined when absent or unreadable. */
   readText(path: string): string | undefined
+  /**
+   * Done with this CPU for now: close what it holds open (guest/devcpu.ts). A later access opens
+   * again. Optional: platforms that hold nothing per CPU leave it out.
+   */
+  release?(cpu: number): void
+  /** Done with the platform: close everything it holds. */
+  close?(): void
 }

@@ -46,6 +46,12 @@ export function probeCpu(p: Platform, cpu: number): CpuFacts {
   return out
 }
 
+/**
+ * Each CPU's descriptors are closed once its reads are done (issue 15 item 4, "Hardening" item 7):
+ * holding two per CPU made the process's descriptor table double past 64, 128, 256, ... and each
+ * doubling stalled 6-16 ms (a multi-threaded process waits for an RCU grace period, Linux
+ * fs/file.c expand_fdtable). `guest report` opens the CPU again for its write.
+ */
 export function probe(p: Platform, cpus: number[] = p.cpus()): Facts {
-  return { platform: p.kind, kernel: probeKernel(p), cpus: cpus.map(c => probeCpu(p, c)) }
+  return { platform: p.kind, kernel: probeKernel(p), cpus: cpus.map(c => { const f = probeCpu(p, c); p.release?.(c); return f }) }
 }

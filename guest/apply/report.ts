@@ -170,8 +170,8 @@ export function runReport(platform: Platform, facts: Facts, decision: Decision, 
     const verdict = cpuVerdict(cpu, ix)
     if (verdict.kind === 'absent') absentWhy.add(verdict.why)
     perCpu.push(oneCpu(platform, cpu, verdict, decision, opts.dryRun))
-    // This CPU's probe, write and read-back are done: close its descriptors (issue 14 item 7).
-    ;(platform as { release?: (cpu: number) => void }).release?.(cpu)
+    // This CPU's gate read, write and read-back are done: close its descriptors (issue 14 item 7).
+    platform.release?.(cpu)
   }
   const entries = perCpu.map(p => p.entry)
   const enumeratedCpus = entries.filter(e => e.mitiEnum !== undefined).map(e => e.cpu)

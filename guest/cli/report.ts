@@ -175,7 +175,11 @@ export async function main(argv: string[], given: Partial<ReportDeps> = {}): Pro
     const decision = deps.decide(facts)
     run = runReport(deps.platform, facts, decision, { dryRun: v['dry-run'] ?? false, ...(cpus ? { cpus } : {}), now: deps.now(), agentVersion: VERSION })
     judged = reportVerdict(facts, decision, run)
+    // The devices are done with (issue 15 item 4: the reader was never closed); an injected
+    // platform belongs to its caller.
+    if (!given.platform) deps.platform.close?.()
   } catch (e) {
+    if (!given.platform) deps.platform.close?.()
     if (e instanceof UsageError || e instanceof InputError) return usage(`${safeText(e.message)}\n`)
     deps.err(`guest report: could not run: ${safeText((e as Error).message)}\n`)
     if (format === 'nrpe') deps.out(nrpeUnknown(`guest report could not run: ${(e as Error).message}`))

@@ -35,12 +35,17 @@ t.test('TCG boot: /init runs the list, both vCPUs appear, TCG reads unknown MSRs
       { name: 'probe', command: 'node /virtmiti-guest.mjs probe --json' },
       rdmsrCommand(0x10a), rdmsrCommand(0x50000002),
       { name: 'fails', command: 'echo out; echo err >&2; exit 3' },
+      // A framed command (virtmiti-guest batch's kind): its frames pass through and count.
+      { name: 'framed', command: "printf '@@virtmiti-begin inner\\naGkK\\n@@virtmiti-end inner 5 3 1.0\\n'; echo late >&2; exit 7", framed: true },
     ],
   })
   t.comment(`boot-to-done ${Math.round(r.wallMs)} ms, guest uptime at done ${r.frames.done?.uptimeS} s`)
   t.equal(r.error, undefined, `boot succeeds (console: ${r.consoleLog})`)
   t.equal(r.ok, true)
-  t.same([...r.sections.keys()], ['insmod.msr', 'insmod.cpuid', 'spectre_v2', 'cpus', 'probe', 'rdmsr.0x10a', 'rdmsr.0x50000002', 'fails'])
+  t.same([...r.sections.keys()], ['insmod.msr', 'insmod.cpuid', 'spectre_v2', 'cpus', 'probe', 'rdmsr.0x10a', 'rdmsr.0x50000002', 'fails', 'inner', 'framed'])
+  t.same([r.sections.get('inner')?.exit, r.sections.get('inner')?.output], [5, 'hi\n'], 'a framed command\'s own frame arrives as it printed it')
+  t.same([r.sections.get('framed')?.exit, r.sections.get('framed')?.output, r.sections.get('framed')?.stderr], [7, '', 'late\n'], 'then its exit code and stderr')
+  t.equal(r.bootKernel?.kind, /^CONFIG_PVH=y$/m.test(fs.readFileSync(img.kernel!.replace('vmlinuz-', 'config-'), 'utf8')) ? 'vmlinux-pvh' : 'as-given', `booted: ${r.bootKernel?.reason}`)
   t.equal(r.sections.get('insmod.msr')?.exit, 0, 'msr module loads')
   t.equal(r.sections.get('insmod.cpuid')?.exit, 0, 'cpuid module loads')
   t.match(r.sections.get('spectre_v2')?.output, /; BHI: /, 'Debian 6.1 kernel prints a BHI segment (stable backport)')

@@ -9,10 +9,18 @@ t.test('default command list is valid and carries the agent, sysfs and rdmsr sec
   const cmds = defaultCommands()
   t.same(checkCommands(cmds), [])
   const names = cmds.map(c => c.name)
-  for (const n of ['cmdline', 'spectre_v2', 'cpus', 'probe', 'report', 'selftest', 'rdmsr.0x10a', 'rdmsr.0x48',
+  for (const n of ['cmdline', 'spectre_v2', 'cpus', 'agent', 'rdmsr.0x10a', 'rdmsr.0x48',
     'rdmsr.0x50000000', 'rdmsr.0x50000001', 'rdmsr.0x50000002']) t.ok(names.includes(n), `has section ${n}`)
-  t.equal(cmds.find(c => c.name === 'probe')?.command, 'node /virtmiti-guest.mjs probe --json')
+  // One node process for the three agent commands (issue 15 item 4); their sections come from it.
+  const agent = cmds.find(c => c.name === 'agent')
+  t.same(agent, { name: 'agent', framed: true, command: 'node /virtmiti-guest.mjs batch probe --json :: report --json :: selftest --tap --allow-spec-ctrl-writes' })
+  t.notOk(names.includes('probe'), 'probe runs inside the batch')
+  const separate = defaultCommands(undefined, { separate: true })
+  t.same(separate.filter(c => ['probe', 'report', 'selftest'].includes(c.name)).map(c => c.command),
+    ['node /virtmiti-guest.mjs probe --json', 'node /virtmiti-guest.mjs report --json', 'node /virtmiti-guest.mjs selftest --tap --allow-spec-ctrl-writes'],
+    'separate: the same arguments, one process each')
   t.same(CROSS_CHECK_MSRS, [0x10a, 0x48, 0x50000000, 0x50000001, 0x50000002])
+  t.match(commandsFile([agent!]), /^agent\tnode [^\t]+\tframes\n$/, 'a framed command gets a third field for init.sh')
 })
 
 t.test('commandsParam round-trips through base64 to the file format init.sh reads', async t => {

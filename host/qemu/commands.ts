@@ -7,6 +7,11 @@ export interface GuestCommand {
   name: string
   /** busybox sh command line, run as `sh -c` with stdin from /dev/null. */
   command: string
+  /**
+   * The command prints whole frames itself (`virtmiti-guest batch`): /init passes its stdout on as
+   * it is, counts its frames, and sends a section `name` holding only its exit code and stderr.
+   */
+  framed?: boolean
 }
 
 /** Where build-initramfs.sh installs the agent bundle inside the guest. */
@@ -23,16 +28,27 @@ export const CROSS_CHECK_MSRS: readonly number[] = [
 
 const NAME = /^[A-Za-z0-9_.:-]{1,100}$/
 
-/** The agent's three subcommands (DESIGN.md; dist/virtmiti-guest.mjs, built by another part). */
-export function agentCommands(agent = AGENT_PATH): GuestCommand[] {
-  return [
-    { name: 'probe', command: `node ${agent} probe --json` },
-    { name: 'report', command: `node ${agent} report --json` },
-    // The tier's guests run nothing but this list, so the selftest may write SPEC_CTRL back (its
-    // shadow rule; issue 14 item 3 makes that opt-in because on a real guest it can clear another
-    // task's SSBD/STIBP).
-    { name: 'selftest', command: `node ${agent} selftest --tap --allow-spec-ctrl-writes` },
-  ]
+/** The agent's three subcommands as [section, argv] (DESIGN.md; dist/virtmiti-guest.mjs). */
+export const AGENT_STEPS: readonly (readonly [string, string])[] = [
+  ['probe', 'probe --json'],
+  ['report', 'report --json'],
+  // The tier's guests run nothing but this list, so the selftest may write SPEC_CTRL back (its
+  // shadow rule; issue 14 item 3 makes that opt-in because on a real guest it can clear another
+  // task's SSBD/STIBP).
+  ['selftest', 'selftest --tap --allow-spec-ctrl-writes'],
+]
+
+/** Section of the batch run itself (its exit code and stderr; its commands have their own). */
+export const AGENT_BATCH_SECTION = 'agent'
+
+/**
+ * The agent's subcommands: by default one node process for all three (`batch`, issue 15 item 4:
+ * each node start cost 0.5-0.9 s under TCG), still one section per command with its own exit
+ * code; `separate: true` gives the three runs of before (bench/boot.mjs compares the two).
+ */
+export function agentCommands(agent = AGENT_PATH, o: { separate?: boolean } = {}): GuestCommand[] {
+  if (o.separate) return AGENT_STEPS.map(([name, args]) => ({ name, command: `node ${agent} ${args}` }))
+  return [{ name: AGENT_BATCH_SECTION, command: `node ${agent} batch ${AGENT_STEPS.map(([, args]) => args).join(' :: ')}`, framed: true }]
 }
 
 /** Section name of the rdmsr cross-check of one MSR, e.g. "rdmsr.0x10a". */
@@ -60,8 +76,8 @@ export const kernelCommands: readonly GuestCommand[] = [
 ]
 
 /** The default list: kernel facts, the agent's subcommands, then rdmsr of every cross-check MSR. */
-export function defaultCommands(agent = AGENT_PATH): GuestCommand[] {
-  return [...kernelCommands, ...agentCommands(agent), ...CROSS_CHECK_MSRS.map(rdmsrCommand)]
+export function defaultCommands(agent = AGENT_PATH, o: { separate?: boolean } = {}): GuestCommand[] {
+  return [...kernelCommands, ...agentCommands(agent, o), ...CROSS_CHECK_MSRS.map(rdmsrCommand)]
 }
 
 /** Reasons a list cannot be sent to the guest; empty when it can. */
@@ -78,9 +94,9 @@ export function checkCommands(cmds: readonly GuestCommand[]): string[] {
   return problems
 }
 
-/** "name<TAB>command" lines, the format of the image's /etc/virtmiti/commands. */
+/** "name<TAB>command[<TAB>frames]" lines, the format of the image's /etc/virtmiti/commands. */
 export function commandsFile(cmds: readonly GuestCommand[]): string {
-  return cmds.map(c => `${c.name}\t${c.command}\n`).join('')
+  return cmds.map(c => `${c.name}\t${c.command}${c.framed ? '\tframes' : ''}\n`).join('')
 }
 
 /** The kernel parameter that hands the list to /init; throws RangeError on an invalid list. */

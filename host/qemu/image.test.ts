@@ -43,3 +43,29 @@ t.test('same inputs give the same bytes; a changed agent bundle gives a new key'
   const missing = buildImage(path.join(dir, 'nope.mjs'), dir)
   t.same([missing.ok, /agent bundle not found/.test(missing.error ?? '')], [false, true], 'missing bundle is a clean error')
 })
+
+// Issue 15 item 4: the key is made of contents only, and node goes in stripped.
+let binutils = true
+try { execFileSync('sh', ['-c', 'command -v strip && command -v readelf'], { stdio: 'ignore' }) } catch { binutils = false }
+t.test('a relative and an absolute path to the same bundle give one key and one image; node goes in stripped', { skip: skip ?? false, timeout: 120_000 }, async t => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'virtmiti-image-key-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const abs = path.join(dir, 'agent.mjs')
+  fs.copyFileSync(STAND_IN_AGENT, abs)
+  const a = buildImage(abs, path.join(dir, 'cache'))
+  t.equal(a.error, undefined, 'build succeeds')
+  const rel = path.relative(process.cwd(), abs)
+  t.not(rel, abs, `relative path ${rel}`)
+  const b = buildImage(rel, path.join(dir, 'cache'))
+  t.same([b.cacheHit, b.key, b.image], [true, a.key, a.image], 'relative path: same key, cache hit')
+  t.test('node in the image', { skip: binutils ? false : 'strip/readelf not found (apt-get install binutils)' }, async t => {
+    // Measured against the host's node: stripped means no .symtab section, .dynsym kept.
+    const sections = (f: string): string => execFileSync('readelf', ['-SW', f], { encoding: 'utf8' })
+    const node = path.join(dir, 'node')
+    execFileSync('sh', ['-c', 'cpio -i --quiet --to-stdout usr/bin/node < "$1" > "$2"', 'sh', a.image!, node])
+    t.notMatch(sections(node), /\.symtab/, 'no symbol table')
+    t.match(sections(node), /\.dynsym/, 'its dynamic symbols stay')
+    const host = fs.realpathSync(process.execPath)
+    if (/\.symtab/.test(sections(host))) t.ok(fs.statSync(node).size < fs.statSync(host).size, `stripped ${fs.statSync(node).size} < host ${fs.statSync(host).size} bytes`)
+  })
+})

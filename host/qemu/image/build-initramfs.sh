@@ -6,7 +6,7 @@
 #
 # Usage: build-initramfs.sh OUTDIR AGENT_BUNDLE
 #   OUTDIR        cache directory (e.g. .cache/qemu); images are kept as
-#                 OUTDIR/initramfs-<key>.cpio.zst with OUTDIR/initramfs-<key>.manifest beside it.
+#                 OUTDIR/initramfs-<key>.cpio with OUTDIR/initramfs-<key>.manifest beside it.
 #   AGENT_BUNDLE  single .mjs file, installed as /virtmiti-guest.mjs
 # Environment:
 #   VIRTMITI_KVER  kernel version to take modules from (default: newest /boot/vmlinuz-*
@@ -14,9 +14,10 @@
 # Output: progress and the cache key on stderr; the image path, then the kernel path, on stdout.
 #
 # Reproducible: same inputs -> same bytes. The cache key is a sha256 over the kernel
-# version, this script, init.sh and every input file's sha256, mode and image path; all
+# version, this script, the strip version and every input file's sha256, mode and image path
+# (content only: never the host path it came from); all
 # files get mtime 0, owner 0:0, a sorted file list, `cpio --reproducible` (renumbered
-# inodes, no device numbers) and single-threaded zstd at a fixed level.
+# inodes, no device numbers), left uncompressed (see below).
 set -eu
 export LC_ALL=C
 
@@ -34,7 +35,9 @@ INIT="$HERE/init.sh"
 for tool in cpio zstd sha256sum ldd; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found (apt-get install cpio zstd)"
 done
-ZSTD_LEVEL=3   # part of the key (via this script's hash); level 3 packs ~110 MB in ~1 s
+# Uncompressed: under TCG the guest kernel took 12 s more to unpack the zstd image than the plain
+# cpio (/init started at 23.5 s against 11.0 s of uptime, load 10 on 2 cores; issue 15 item 4),
+# while QEMU copies the file into guest memory from the host. ~95 MB on disk per image.
 
 t0=$(date +%s.%N)
 
@@ -103,6 +106,11 @@ add /virtmiti-guest.mjs "$BUNDLE" 0644
 add /init "$INIT" 0755
 sort -u -o "$LIST" "$LIST"
 
+# node is copied stripped (its symbol table was 92% of a 108 MB image; .dynsym stays, which
+# is all the loader needs; issue 15 item 4). binutils' strip: .ci/setup installs it.
+if command -v strip >/dev/null 2>&1; then STRIP_ID=$(strip --version | head -n1)
+else STRIP_ID=none; log "note: strip not found (apt-get install binutils); node goes in unstripped"; fi
+
 # --- cache key ------------------------------------------------------------------------
 KEYTEXT=$(mktemp)
 trap 'rm -f "$LIST" "$KEYTEXT"' EXIT
@@ -111,14 +119,17 @@ trap 'rm -f "$LIST" "$KEYTEXT"' EXIT
   echo "kver $KVER"
   echo "script $(sha256sum < "$SELF" | cut -d' ' -f1)"
   echo "busybox-applets $("$BUSYBOX" --list | sort | sha256sum | cut -d' ' -f1)"
+  echo "strip $STRIP_ID"
+  # Content only: the same files give the same key whatever path they were named by (a relative
+  # and an absolute bundle path built two identical images before; issue 15 item 4).
   while read -r dst src mode; do
-    echo "file $dst $mode $(sha256sum < "$src" | cut -d' ' -f1) $src"
+    echo "file $dst $mode $(sha256sum < "$src" | cut -d' ' -f1)"
   done < "$LIST"
 } > "$KEYTEXT"
 KEY=$(sha256sum < "$KEYTEXT" | cut -c1-16)
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
-IMG=$OUTDIR/initramfs-$KEY.cpio.zst
+IMG=$OUTDIR/initramfs-$KEY.cpio
 MANIFEST=$OUTDIR/initramfs-$KEY.manifest
 
 if [ -f "$IMG" ] && [ -f "$MANIFEST" ]; then
@@ -139,11 +150,12 @@ for d in bin sbin usr/bin usr/sbin proc sys dev tmp run root etc/virtmiti lib/mo
 done
 while read -r dst src mode; do
   mkdir -p "$STAGE$(dirname "$dst")"
-  case "$src" in
+  if [ "$dst" = /usr/bin/node ] && [ "$STRIP_ID" != none ]; then strip --strip-all -o "$STAGE$dst" "$src"
+  else case "$src" in
     *.ko.xz)  xz -dc < "$src" > "$STAGE$dst" ;;
     *.ko.zst) zstd -qdc < "$src" > "$STAGE$dst" ;;
     *)        cp -L "$src" "$STAGE$dst" ;;
-  esac
+  esac; fi
   chmod "$mode" "$STAGE$dst"
 done < "$LIST"
 # busybox applets as symlinks (everything in /bin; the tools above live in /usr)
@@ -152,15 +164,13 @@ for a in $("$BUSYBOX" --list | sort); do
   [ -e "$STAGE/bin/$a" ] || ln -s busybox "$STAGE/bin/$a"
 done
 # Default command list (used when the kernel command line has no virtmiti.cmds=):
-# one "name<TAB>shell command" per line; host/qemu/commands.ts makes the same list.
+# one "name<TAB>shell command[<TAB>frames]" per line; host/qemu/commands.ts makes the same list.
 TAB=$(printf '\t')
 cat > "$STAGE/etc/virtmiti/commands" <<CMDS
 cmdline${TAB}cat /proc/cmdline
 spectre_v2${TAB}cat /sys/devices/system/cpu/vulnerabilities/spectre_v2
 cpus${TAB}ls /dev/cpu
-probe${TAB}node /virtmiti-guest.mjs probe --json
-report${TAB}node /virtmiti-guest.mjs report --json
-selftest${TAB}node /virtmiti-guest.mjs selftest
+agent${TAB}node /virtmiti-guest.mjs batch probe --json :: report --json :: selftest --tap${TAB}frames
 rdmsr.0x10a${TAB}virtmiti-rdmsr-all 0x10a
 rdmsr.0x48${TAB}virtmiti-rdmsr-all 0x48
 rdmsr.0x50000000${TAB}virtmiti-rdmsr-all 0x50000000
@@ -188,14 +198,14 @@ find "$STAGE" -exec touch -h -d @0 {} +
 # --- pack -------------------------------------------------------------------------------
 TMPIMG=$(mktemp "$OUTDIR/.initramfs-$KEY.XXXXXX")
 (cd "$STAGE" && find . -mindepth 1 -print0 | sort -z |
-  cpio --null --create --format=newc --reproducible --owner=0:0 --quiet) |
-  zstd -q -T1 -"$ZSTD_LEVEL" -c > "$TMPIMG"
+  cpio --null --create --format=newc --reproducible --owner=0:0 --quiet) > "$TMPIMG"
 chmod 0644 "$TMPIMG"
 mv -f "$TMPIMG" "$IMG"
 { echo "key $KEY"; echo "kernel $KERNEL"; cat "$KEYTEXT"; } > "$MANIFEST"
-# Keep the 4 newest images: every agent bundle change makes a new entry (~37 MB each).
-ls -t "$OUTDIR"/initramfs-*.cpio.zst 2>/dev/null | tail -n +5 | while read -r old; do
-  rm -f "$old" "${old%.cpio.zst}.manifest"; log "pruned old cache entry $old"
+# Keep the 4 newest images: every agent bundle change makes a new entry (~95 MB each); older
+# zstd-packed ones (.cpio.zst) go the same way.
+ls -t "$OUTDIR"/initramfs-*.cpio "$OUTDIR"/initramfs-*.cpio.zst 2>/dev/null | tail -n +5 | while read -r old; do
+  rm -f "$old" "${old%.cpio*}.manifest"; log "pruned old cache entry $old"
 done
 t1=$(date +%s.%N)
 log "built key=$KEY image=$IMG ($(wc -c < "$IMG") bytes, $(wc -l < "$LIST") input files, $(awk "BEGIN{printf \"%.2f\", $t1 - $t0}") s)"

@@ -70,7 +70,8 @@ sort -u -o "$LIST" "$LIST"
 KEY=$(sha256sum < "$LIST.key" | cut -c1-16)
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
-IMG=$OUTDIR/$(basename "$BASE" .cpio.zst)-udev-$KEY.cpio.zst
+BASE_NAME=$(basename "$BASE"); BASE_NAME=${BASE_NAME%.zst}; BASE_NAME=${BASE_NAME%.cpio}  # the base is .cpio (uncompressed) or .cpio.zst
+IMG=$OUTDIR/$BASE_NAME-udev-$KEY.cpio.zst
 if [ -f "$IMG" ]; then
   log "cache hit key=$KEY image=$IMG"
   echo "$IMG"

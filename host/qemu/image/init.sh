@@ -11,7 +11,7 @@
 #   @@virtmiti-done <sections> <uptime-s>
 # Base64 so arbitrary output (NULs, control bytes, partial lines) survives the tty.
 # Kernel command line (read from /proc/cmdline; dotted names are never passed to init):
-#   virtmiti.cmds=<base64 of "name<TAB>command" lines>  overrides /etc/virtmiti/commands
+#   virtmiti.cmds=<base64 of "name<TAB>command[<TAB>frames]" lines>  overrides /etc/virtmiti/commands
 #   virtmiti.timeout=<seconds>                            per-command limit (default 60)
 #   virtmiti.shell=1                                      drop to a shell instead of powering off
 #   virtmiti.hold=1                                       stay up after the last section (the host reads
@@ -69,6 +69,22 @@ run() {
   [ -s /tmp/err ] && emit "$1.stderr" "$rc" /tmp/err
   log "done $1: exit $rc"
 }
+# run_framed NAME COMMAND: the command prints whole frames itself (virtmiti-guest batch, one node
+# process for several agent commands): they go out as they are and count; then section NAME
+# carries its exit code (empty body) and its stderr. A kill leaves the frames written before it.
+# Its limit is the per-command one times the commands it runs (words "::" + 1).
+run_framed() {
+  log "run $1 (framed): $2"
+  n=1; for w in $2; do [ "$w" = "::" ] && n=$((n + 1)); done
+  timeout -s KILL "$((TIMEOUT * n))" sh -c "$2" </dev/null >/tmp/out 2>/tmp/err
+  rc=$?
+  cat /tmp/out >&3
+  COUNT=$((COUNT + $(grep -c '^@@virtmiti-end ' /tmp/out)))
+  : > /tmp/empty
+  emit "$1" "$rc" /tmp/empty
+  [ -s /tmp/err ] && emit "$1.stderr" "$rc" /tmp/err
+  log "done $1: exit $rc"
+}
 
 echo "@@virtmiti-hello 1 $(uptime_s)" >&3
 run insmod.msr "insmod /lib/modules/virtmiti/msr.ko"
@@ -76,9 +92,9 @@ run insmod.cpuid "insmod /lib/modules/virtmiti/cpuid.ko"
 # Start-up hooks of image variants (udev/50-udev.sh of the udev image: systemd-udevd, unit results).
 for h in /etc/virtmiti/init.d/*; do [ -x "$h" ] && { log "hook $h"; "$h"; }; done
 TAB=$(printf '\t')
-while IFS="$TAB" read -r name cmd; do
+while IFS="$TAB" read -r name cmd kind; do
   case "$name" in ''|'#'*) continue ;; esac
-  run "$name" "$cmd"
+  if [ "$kind" = frames ]; then run_framed "$name" "$cmd"; else run "$name" "$cmd"; fi
 done < "$CMDS"
 echo "@@virtmiti-done $COUNT $(uptime_s)" >&3
 exec 3>&-   # last close of the tty waits for its output to drain
