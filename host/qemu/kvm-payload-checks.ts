@@ -8,7 +8,7 @@ import { MSR } from '../../contract/registers.js'
 import { effectiveSpecCtrl, forcedFor, type UserspaceForce } from '../../contract/vmm-response.js'
 import type { TapPoint } from '../../bin/lib/tap.js'
 import { exitStatus, EXIT_OK, TAG, type Bench, type PayloadParams, type PayloadRecord } from './kvm-payload.js'
-import type { PayloadRun } from './kvm-payload-run.js'
+import { POLL_MS, type PayloadRun } from './kvm-payload-run.js'
 
 const ARCH_CAP_VIRTUAL_ENUM = 1n << 63n // contract/CONTRACT.md section 3 step 1
 const VIRT_ENUM_MITIGATION_CTRL_SUPPORT = 1n // contract/CONTRACT.md section 3 step 2
@@ -22,6 +22,8 @@ export interface PayloadFacts {
   /** The catalog host QEMU responds as (virt-miti-host-* properties). */
   caps: HostCaps
   force: UserspaceForce
+  /** kvm (default): the filter path of patch 0005; tcg: TCG's helpers, the same shared emulation, no push. */
+  accel?: 'kvm' | 'tcg'
 }
 
 export const STEP_TAGS = [
@@ -42,7 +44,7 @@ export function filteredBit(v: unknown, leaf: number, sub: number, reg: string, 
 export interface BenchFigure {
   name: string; msr: number; loops: number; faults: number
   cycles: bigint; cyclesPerOp: number
-  /** Host wall time between the start and end records, per op (ns); polling granularity included. */
+  /** Host wall time between the start and end records, per op (ns); polling granularity included; absent for a loop under 10 polls. */
   wallNsPerOp?: number
 }
 
@@ -57,7 +59,8 @@ export function benchFigures(run: PayloadRun, benches: readonly Bench[]): BenchF
     const t0 = run.seenMs[si], t1 = run.seenMs[si + 1]
     out.push({
       name: b.name, msr: b.msr, loops, faults: faults.eax, cycles: end.value, cyclesPerOp: Number(end.value) / loops,
-      ...(t0 !== undefined && t1 !== undefined ? { wallNsPerOp: ((t1 - t0) * 1e6) / loops } : {}),
+      // A loop shorter than a few polls has no meaningful wall time.
+      ...(t0 !== undefined && t1 !== undefined && t1 - t0 >= 10 * POLL_MS ? { wallNsPerOp: ((t1 - t0) * 1e6) / loops } : {}),
     })
   }
   return out
@@ -119,6 +122,10 @@ export function checkKvmPayload(run: PayloadRun, f: PayloadFacts): { points: Tap
   const acceptedWrites = 1 + (specPresented ? 1 : 0) +
     benches.filter(b => FILTERED.has(b.msr)).reduce((n, b) => n + b.loops - b.faults, 0)
   const pushes = q('spec-ctrl-kvm-pushes'), readback = q('spec-ctrl-kvm-readback')
+  if (f.accel === 'tcg') {
+    points.push(pt(pushes === 0n, 'TCG: nothing pushed into KVM (spec-ctrl-kvm-pushes = 0)', { got: run.qom['spec-ctrl-kvm-pushes'] }))
+    return { points: [...points, ...benchPoints(run, f, specPresented, benches, comments)], comments }
+  }
   points.push(pt(pushes !== undefined && pushes >= BigInt(acceptedWrites), `QEMU pushed SPEC_CTRL after every accepted write (spec-ctrl-kvm-pushes >= ${acceptedWrites})`, { got: run.qom['spec-ctrl-kvm-pushes'] }))
   comments.push(`KVM_GET_MSRS read back ${readback === undefined ? '?' : hex(readback)} after pushing ${hex(eff)} (${pushes ?? '?'} pushes)`)
   const held = readback === eff
@@ -126,6 +133,13 @@ export function checkKvmPayload(run: PayloadRun, f: PayloadFacts): { points: Tap
   else if (!kvmSpecCtrl) points.push({ ok: true, name: 'KVM holds the effective SPEC_CTRL', skip: `this host's KVM does not offer SPEC_CTRL to guests (QEMU filtered the CPUID bit); KVM_GET_MSRS read ${readback === undefined ? 'nothing' : hex(readback)}, the push cannot be verified here` })
   else points.push(pt(false, `KVM holds the effective SPEC_CTRL ${hex(eff)}`, { readback: readback === undefined ? null : hex(readback) }))
 
+  return { points: [...points, ...benchPoints(run, f, specPresented, benches, comments)], comments }
+}
+
+/** The timed loops' #GP counts, their cost as comments, and the exit status. */
+function benchPoints(run: PayloadRun, f: PayloadFacts, specPresented: boolean, benches: BenchFigure[], comments: string[]): TapPoint[] {
+  const p = f.params
+  const points: TapPoint[] = []
   for (const b of p.benches) {
     const fig = benches.find(x => x.name === b.name)
     const wantFaults = b.msr === MSR.SPEC_CTRL && !specPresented ? p.loops : 0
@@ -133,5 +147,5 @@ export function checkKvmPayload(run: PayloadRun, f: PayloadFacts): { points: Tap
     if (fig) comments.push(`${b.name} (MSR ${hex(fig.msr)}${fig.faults ? ', #GP' : ''}): ${fig.cyclesPerOp.toFixed(0)} TSC cycles/op${fig.wallNsPerOp !== undefined ? `, ${(fig.wallNsPerOp / 1000).toFixed(2)} us/op wall` : ''}`)
   }
   points.push(pt(run.exitCode === exitStatus(EXIT_OK), `left through isa-debug-exit after the host's system_reset (status ${exitStatus(EXIT_OK)})`, { exitCode: run.exitCode, signal: run.signal }))
-  return { points, comments }
+  return points
 }

@@ -18,6 +18,8 @@ export const PAYLOAD_QOM = [
 
 export interface PayloadRunOptions {
   qemu: string
+  /** Default kvm; tcg runs the same payload through TCG's helpers (the shared emulation). */
+  accel?: 'kvm' | 'tcg'
   /** -cpu argument: model and properties. */
   cpu: string
   params: PayloadParams
@@ -51,7 +53,7 @@ export async function runKvmPayload(o: PayloadRunOptions): Promise<PayloadRun> {
   fs.writeFileSync(log, '')
   fs.rmSync(sock, { force: true })
   const argv = [
-    '-accel', 'kvm', '-machine', 'pc', '-cpu', o.cpu, '-smp', '1', '-m', '16',
+    '-accel', o.accel ?? 'kvm', '-machine', 'pc', '-cpu', o.cpu, '-smp', '1', '-m', '16',
     '-bios', img, '-display', 'none', '-nodefaults', '-no-user-config',
     '-debugcon', `file:${log}`, '-device', `isa-debug-exit,iobase=${DEBUG_EXIT_PORT},iosize=0x04`,
     '-qmp', `unix:${sock},server=on,wait=off`,
@@ -101,7 +103,8 @@ export async function runKvmPayload(o: PayloadRunOptions): Promise<PayloadRun> {
         for (const p of PAYLOAD_QOM) {
           try { run.qom[p] = await q.execute('qom-get', { path: qp, property: p }) } catch (e) { run.qomErrors.push(`${p}: ${(e as Error).message}`) }
         }
-        await q.execute('system_reset')
+        // QEMU may exit (isa-debug-exit) before its reply: the exit status, not the reply, is the answer.
+        await q.execute('system_reset').catch(() => undefined)
       } catch (e) {
         run.qomErrors.push(`QMP: ${(e as Error).message}`)
       } finally { q?.close() }

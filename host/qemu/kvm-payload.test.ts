@@ -100,8 +100,31 @@ t.test('checks: a host with SPEC_CTRL that reads back another value fails; an ac
   t.equal(STEP_TAGS.length, 13)
 })
 
-const patched = fs.existsSync('/dev/kvm') ? findPatchedQemu(tierPaths()?.patchedScript) : { unavailable: 'no /dev/kvm on this machine' }
+const patchedAny = findPatchedQemu(tierPaths()?.patchedScript)
+const patched = fs.existsSync('/dev/kvm') ? patchedAny : { unavailable: 'no /dev/kvm on this machine' }
 const liveSkip = 'unavailable' in patched ? patched.unavailable : false
+
+t.test('checks: under TCG nothing is pushed into KVM, and a push there fails', async t => {
+  const r = fakeRun({ spec: true, held: false })
+  const tcg = (pushes: number) => checkKvmPayload({ ...r, qom: { ...r.qom, 'spec-ctrl-kvm-pushes': pushes } }, { ...facts(5), accel: 'tcg' }).points
+  t.same(tcg(0).filter(p => !p.ok).map(p => p.name), [])
+  t.ok(tcg(0).every(p => !/KVM holds/.test(p.name)), 'no hold check under TCG')
+  t.ok(tcg(3).some(p => !p.ok && /TCG/.test(p.name)))
+})
+
+// The same payload through TCG: the emulation patch 0005 shares between TCG and KVM (needs no /dev/kvm).
+const tcgSkip = 'unavailable' in patchedAny ? patchedAny.unavailable : false
+t.test('live: the payload under -accel tcg with virt-miti=on (the shared emulation)', { skip: tcgSkip }, async t => {
+  const q = patchedAny as { path: string }
+  const hc = catalogHostCaps('sapphire-rapids')
+  if (typeof hc === 'string') return t.fail(hc)
+  const f: PayloadFacts = { params: params(200), mitiEnum: 3n, caps: hc, force: { mask: 0n, value: 0n }, accel: 'tcg' }
+  const cpu = ['Cascadelake-Server', '+spec-ctrl', '+arch-capabilities', 'virt-miti=on', 'virt-miti-enum=3', ...hostCapsProps(hc)].join(',')
+  const run = await runKvmPayload({ qemu: q.path, accel: 'tcg', cpu, params: f.params, timeoutMs: 120_000 })
+  const { points, comments } = checkKvmPayload(run, f)
+  for (const c of comments) t.comment(c)
+  for (const p of points) t.ok(p.ok, p.name, p.ok ? {} : { diag: p.diag })
+})
 
 // Two models: as KVM offers it (QEMU drops what KVM lacks), and with x-force-features=on, so that
 // SPEC_CTRL stays in QEMU's table and its shadow path runs even on a host whose KVM lacks it.
