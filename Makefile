@@ -60,6 +60,8 @@ bench: bundle
 	$(NODE) .cache/live-bench.mjs; rc=$$?; test $$rc -eq 0 -o $$rc -eq 4
 	$(ESBUILD) bench/boot.ts --bundle --platform=node --format=esm --packages=external --log-level=warning --outfile=.cache/boot-bench.mjs
 	$(NODE) .cache/boot-bench.mjs; rc=$$?; test $$rc -eq 0 -o $$rc -eq 4
+	$(ESBUILD) host/qemu/kvm-payload-bench.ts --bundle --platform=node --format=esm --packages=external --log-level=warning --outfile=.cache/qemu-kvm-bench.mjs
+	$(NODE) .cache/qemu-kvm-bench.mjs; rc=$$?; test $$rc -eq 0 -o $$rc -eq 4
 	$(NODE) dist/virtmiti.mjs scenarios run --tier sim --exhaustive > /dev/null
 
 # Replay fixtures (guest/fixtures/) from the CPU catalog (scenarios/cpus/); a test checks they are current.

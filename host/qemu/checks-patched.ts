@@ -17,7 +17,7 @@ import { unitCpu as unitCpuOf, type HotplugResult } from './hotplug.js'
 
 const ARCH_CAP_VIRTUAL_ENUM = 1n << 63n // contract/CONTRACT.md section 3 step 1
 
-/** QEMU's test-only fault ids (patch 0005), the same as host/vmm/profiles.ts. */
+/** QEMU's test-only fault ids (patch 0006), the same as host/vmm/profiles.ts. */
 export const QEMU_FAULTS = ['forces-nothing', 'ignores-ctrl-writes', 'ctrl-not-per-vcpu', 'leaks-forced-into-shadow', 'enum-writable'] as const
 export type QemuFault = (typeof QEMU_FAULTS)[number]
 

@@ -117,7 +117,7 @@ export function qemuStateToVmmState(raw: QemuRawState): StateResult {
     hostCaps, advertised,
     mitiEnum: hex(advertised ? num(cfg0, QOM_CONFIG.mitiEnum, '') : 0n),
     userspaceForce: { mask: hex(num(cfg0, QOM_CONFIG.forceMask, '')), value: hex(num(cfg0, QOM_CONFIG.forceValue, '')) },
-    // TCG (and KVM with the filter, patch 0006) handles every SPEC_CTRL access in QEMU.
+    // TCG (and KVM with the filter, patch 0005) handles every SPEC_CTRL access in QEMU.
     specCtrl: 'intercepted' as const,
     vcpus: vcpus.sort((a, b) => a.index - b.index),
   }

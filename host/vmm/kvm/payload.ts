@@ -15,6 +15,8 @@
 //   Every other vector: hlt (KVM_EXIT_HLT without an in-kernel irqchip), reported as an error.
 // Cost: about 10 emulated instructions and one port-I/O exit per op (KVM-NOTES.md: ~2M instr/s, ~27 us/exit).
 
+import { asm, assemble, ECX, EDX, EBX } from './asm16.js'
+
 /** Guest-physical layout. */
 export const GUEST_MEM_SIZE = 0x100000 // 1 MiB: real mode addresses at most 0x10FFEF
 export const IVT_BASE = 0x0
@@ -36,50 +38,8 @@ export type OpKind = typeof OP[keyof typeof OP]
 
 export const mailboxBase = (vcpu: number): number => MAILBOX_BASE + vcpu * MAILBOX_STRIDE
 
-// ---- a very small assembler: bytes, labels, rel8 jumps -------------------------------------
-type Item = { bytes: number[] } | { label: string } | { jmp8: number; to: string }
-const le16 = (v: number) => [v & 0xff, (v >> 8) & 0xff]
-
-const asm = {
-  out_imm8_al: (port: number): Item => ({ bytes: [0xe6, port] }),               // E6 ib      out imm8, al
-  mov_al_moffs: (off: number): Item => ({ bytes: [0xa0, ...le16(off)] }),        // A0 mo16    mov al, [off]
-  mov_byte_mem_imm: (off: number, v: number): Item => ({ bytes: [0xc6, 0x06, ...le16(off), v] }), // C6 /0 mod=00 rm=110 disp16 ib
-  cmp_al_imm8: (v: number): Item => ({ bytes: [0x3c, v] }),                      // 3C ib      cmp al, imm8
-  je: (to: string): Item => ({ jmp8: 0x74, to }),                                // 74 cb      je rel8
-  jmp: (to: string): Item => ({ jmp8: 0xeb, to }),                               // EB cb      jmp rel8
-  mov_eax_mem: (off: number): Item => ({ bytes: [0x66, 0xa1, ...le16(off)] }),   // 66 A1 mo16 mov eax, [off]
-  mov_mem_eax: (off: number): Item => ({ bytes: [0x66, 0xa3, ...le16(off)] }),   // 66 A3 mo16 mov [off], eax
-  // 66 8B /r (load) and 66 89 /r (store), modrm mod=00 rm=110 (disp16): reg ecx=1, edx=2, ebx=3
-  mov_r32_mem: (reg: number, off: number): Item => ({ bytes: [0x66, 0x8b, (reg << 3) | 0x06, ...le16(off)] }),
-  mov_mem_r32: (off: number, reg: number): Item => ({ bytes: [0x66, 0x89, (reg << 3) | 0x06, ...le16(off)] }),
-  cpuid: (): Item => ({ bytes: [0x0f, 0xa2] }),
-  rdmsr: (): Item => ({ bytes: [0x0f, 0x32] }),
-  wrmsr: (): Item => ({ bytes: [0x0f, 0x30] }),
-  hlt: (): Item => ({ bytes: [0xf4] }),
-  label: (label: string): Item => ({ label }),
-}
-const ECX = 1, EDX = 2, EBX = 3
-
-/** Assemble items at `origin`; returns the bytes and label addresses (relative to origin). */
-export function assemble(items: readonly Item[]): { code: Uint8Array; labels: Record<string, number> } {
-  const labels: Record<string, number> = {}
-  let pc = 0
-  for (const it of items) {
-    if ('label' in it) labels[it.label] = pc
-    else pc += 'bytes' in it ? it.bytes.length : 2
-  }
-  const out: number[] = []
-  for (const it of items) {
-    if ('label' in it) continue
-    if ('bytes' in it) { out.push(...it.bytes); continue }
-    const target = labels[it.to]
-    if (target === undefined) throw new Error(`payload: undefined label ${it.to}`)
-    const rel = target - (out.length + 2)
-    if (rel < -128 || rel > 127) throw new Error(`payload: jump to ${it.to} out of rel8 range`)
-    out.push(it.jmp8, rel & 0xff)
-  }
-  return { code: Uint8Array.from(out), labels }
-}
+// The assembler is shared with host/qemu/kvm-payload.ts (asm16.ts).
+export { assemble } from './asm16.js'
 
 /** The payload program. Labels: start (entry), gp_handler, unexpected. */
 export function payloadProgram(): { code: Uint8Array; labels: Record<string, number> } {
