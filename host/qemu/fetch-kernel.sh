@@ -42,6 +42,12 @@ if [ "${VIRTMITI_KERNEL_REFRESH:-0}" != 1 ] && [ -f "$remembered" ]; then
   if usable "$root"; then log "cached: $suite $spec -> $root"; echo "$root"; exit 0; fi
 fi
 [ $cached_only -eq 1 ] && die 3 "$suite $spec not in $cache (run host/qemu/fetch-kernel.sh $suite $spec)"
+# One fetch at a time per cache (setup and a tier run may both ask; they share the apt state).
+exec 9>"$cache/.lock"
+flock 9
+if [ "${VIRTMITI_KERNEL_REFRESH:-0}" != 1 ] && [ -f "$remembered" ] && usable "$(cat "$remembered")"; then
+  log "cached (fetched meanwhile): $suite $spec"; cat "$remembered"; exit 0
+fi
 
 # --- private apt for this suite: the URI of the system's own Debian sources -------------------
 uri=$(sed -n 's/^URIs:[[:space:]]*\(http[^ ]*\/debian\)[[:space:]]*$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)

@@ -125,13 +125,13 @@ export function builtinQemuDir(): string | undefined {
 }
 
 // --- what the tier needs ---------------------------------------------------------------------
-export interface TierPaths { agent: string; script: string; cacheDir: string; patchedScript?: string }
+export interface TierPaths { agent: string; script: string; cacheDir: string; patchedScript?: string; fetchScript?: string }
 
 export function tierPaths(root = packageRoot()): TierPaths | undefined {
   if (!root) return undefined
   return {
     agent: path.join(root, 'dist', 'virtmiti-guest.mjs'), script: path.join(root, 'host', 'qemu', 'image', 'build-initramfs.sh'), cacheDir: path.join(root, '.cache', 'qemu'),
-    patchedScript: path.join(root, 'host', 'qemu', 'build-patched.sh'),
+    patchedScript: path.join(root, 'host', 'qemu', 'build-patched.sh'), fetchScript: path.join(root, 'host', 'qemu', 'fetch-kernel.sh'),
   }
 }
 
@@ -200,7 +200,7 @@ export interface TierDeps {
   findPatched?: (script: string | undefined) => { path: string } | { unavailable: string }
   resolveKernel?: (k: KernelSpec) => Resolution
 }
-const realDeps: TierDeps = { build: (a, k, c, s) => buildImage(a, k, c, process.env, s), boot: bootGuest, findPatched: s => findPatchedQemu(s), resolveKernel: k => resolveKernel(k) }
+const realDeps: TierDeps = { build: (a, k, c, s) => buildImage(a, k, c, process.env, s), boot: bootGuest, findPatched: s => findPatchedQemu(s) }
 
 export interface TierOptions {
   boots: readonly QemuBoot[]
@@ -238,7 +238,8 @@ export async function runQemuTier(o: TierOptions): Promise<TierResult> {
   const imageFor = (spec: KernelSpec): KernelImage => {
     const have = byKernel.get(spec.id)
     if (have) return have
-    const res = (deps.resolveKernel ?? resolveKernel)(spec)
+    // The bundled CLI (dist/chunks/) finds the repository's fetch-kernel.sh from the package root.
+    const res = deps.resolveKernel ? deps.resolveKernel(spec) : resolveKernel(spec, paths.fetchScript ? { script: paths.fetchScript } : {})
     let ki: KernelImage
     if (!res.ok) ki = { ok: false, error: `kernel ${res.kind === 'input' ? 'input' : 'infrastructure'} error: ${res.error}` }
     else {
