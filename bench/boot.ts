@@ -18,6 +18,7 @@ import { defaultCommands } from '../host/qemu/commands.js'
 import { fileURLToPath } from 'node:url'
 import { buildImage } from '../host/qemu/image.js'
 import { bootableKernel } from '../host/qemu/kernel-extract.js'
+import { cachedMatrixKernel } from '../host/qemu/tier.js'
 
 const args = process.argv.slice(2)
 const opt = (name: string, dflt: string): string => { const i = args.indexOf(name); return i >= 0 && args[i + 1] ? args[i + 1]! : dflt }
@@ -32,9 +33,13 @@ const skip = (why: string): never => { process.stdout.write(JSON.stringify({ ski
 const qemu = spawnSync('qemu-system-x86_64', ['--version'], { encoding: 'utf8' })
 if (qemu.error || qemu.status !== 0) skip('qemu-system-x86_64 not found (apt-get install qemu-system-x86)')
 if (!fs.existsSync(AGENT_BUNDLE)) skip(`${AGENT_BUNDLE} not built (make bundle)`)
-const img = buildImage(AGENT_BUNDLE, path.join(ROOT, '.cache', 'qemu'), process.env, path.join(ROOT, 'host', 'qemu', 'image', 'build-initramfs.sh'))
-if (!img.ok || !img.image || !img.kernel) skip(`no guest image: ${img.error}`)
-const vmlinuz = img.kernel!
+// The matrix's first kernel from the kernel cache (never /boot; .ci/setup fetches it).
+const mk = cachedMatrixKernel()
+if (!mk.ok) skip(`${mk.error} (bash .ci/setup fetches the matrix kernels)`)
+const kernel = (mk as Extract<typeof mk, { ok: true }>).kernel
+const img = buildImage(AGENT_BUNDLE, kernel, path.join(ROOT, '.cache', 'qemu'), process.env, path.join(ROOT, 'host', 'qemu', 'image', 'build-initramfs.sh'))
+if (!img.ok || !img.image) skip(`no guest image: ${img.error}`)
+const vmlinuz = kernel.vmlinuz
 const direct = bootableKernel(vmlinuz)
 
 /** A busybox-only initramfs whose /init powers off at once (the bare boot). */

@@ -484,3 +484,23 @@ t.test('6: the generation is a stated assumption: 6.13-6.x and unparsable releas
   t.equal(decide(withKernel(c, '6.14.0-1-amd64', 'mitigations=off spectre_v2=retpoline')).expected.spectreV2, 'unknown')
   t.equal(decide(withKernel(c, 'weird', 'mitigations=off spectre_bhi=on')).expected.bhi, 'unknown')
 })
+
+t.test('6, 7.x: guest_host follows CONFIG_KVM from the kernel config the agent read; 6.x ignores it', async t => {
+  const c = tcgIntel(CLX_SIG)
+  const cfg = (kvm: string) => (f: Facts): Facts => ({ ...f, kernel: { ...f.kernel, config: { CONFIG_KVM: kvm } } })
+  // CONFIG_KVM=n: guest_host off by default -> BHI policy off; spectre_v2 auto still mitigates (user_kernel on).
+  const noKvm = decide(cfg('n')(withKernel(c, K72, '')))
+  t.equal(noKvm.expected.bhi, 'retpoline', 'TCG: retpoline without RRSBA is reported as "BHI: Retpoline" whatever the policy')
+  t.match(noKvm.expected.reasons.find(r => r.rule === 'bhi.policy-vectors')?.text ?? '', /guest_host off \(CONFIG_KVM=n in the kernel's config: its default\)/)
+  const lf = decide(cfg('n')(withKernel(c, K72, 'spectre_v2=retpoline,lfence')))
+  t.equal(lf.expected.bhi, 'vulnerable', 'LFENCE (no Retpoline segment): BHI off without CONFIG_KVM')
+  t.equal(decide(cfg('m')(withKernel(c, K72, 'spectre_v2=retpoline,lfence'))).expected.bhi, 'sw-loop', 'CONFIG_KVM=m: on')
+  t.equal(decide(withKernel(c, K72, 'spectre_v2=retpoline,lfence')).expected.bhi, 'sw-loop', 'no config read: CONFIG_KVM assumed (stated)')
+  t.equal(decide(cfg('n')(withKernel(c, K612, 'spectre_v2=retpoline,lfence'))).expected.bhi, 'sw-loop', '6.12: no vectors, CONFIG_KVM does not matter')
+  t.equal(decide(cfg('n')(withKernel(c, K72, 'mitigations=auto,no_user_kernel'))).expected.spectreV2, 'none', 'no user_kernel and (no KVM) no guest_host: spectre_v2 Vulnerable')
+})
+
+t.test('configOptions keeps only the options the choices depend on, y/m/n', async t => {
+  const { configOptions } = await import('./facts.js')
+  t.same(configOptions('CONFIG_KVM=m\n# CONFIG_MITIGATION_SPECTRE_BHI is not set\nCONFIG_X86=y\nCONFIG_MITIGATION_RETPOLINE=y\n'), { CONFIG_KVM: 'm', CONFIG_MITIGATION_SPECTRE_BHI: 'n', CONFIG_MITIGATION_RETPOLINE: 'y' })
+})

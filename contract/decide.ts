@@ -11,7 +11,7 @@ import {
   CPUID1_ECX_HYPERVISOR, CPUID7_2_EDX_BHI_CTRL, CPUID7_2_EDX_RRSBA_CTRL, CPUID7_EDX_ARCH_CAPABILITIES,
   CPUID7_EDX_SPEC_CTRL, MSR, VIRT_ENUM_MITIGATION_CTRL_SUPPORT, hasBit32,
 } from './registers.js'
-import { KERNEL_CPU_C, attackVectors, hasAttackVectors, kernelVersion } from './kernel-generation.js'
+import { KERNEL_CPU_C, attackVectors, hasAttackVectors, kernelVersion, kvmEnabled } from './kernel-generation.js'
 import { BHI_MODE_TEXT, V2_MODE_TEXT, parseSpectreV2, usesRetpoline, type SpectreV2Sysfs } from './sysfs-spectre-v2.js'
 
 const BUGS_C = 'Linux arch/x86/kernel/cpu/bugs.c'
@@ -112,7 +112,7 @@ function retbleedIntel(v: CpuView): Tri {
  * them it only clears the vectors, and auto mitigates only if the user_kernel or guest_host vector
  * is on. Returns a final answer, or undefined to go on with the spectre_v2= selection.
  */
-function v2Vectors(p: MitigationPolicy, cmd: string, release: string | undefined): { value: SpectreV2Mode; reasons: Reason[] } | undefined {
+function v2Vectors(p: MitigationPolicy, cmd: string, release: string | undefined, config?: Record<string, string>): { value: SpectreV2Mode; reasons: Reason[] } | undefined {
   const gen = hasAttackVectors(release)
   const src = BUGS_C + ' spectre_v2_parse_cmdline; ' + KERNEL_CPU_C + '; ' + S6
   const explicit = cmd !== 'auto' && cmd !== 'on'
@@ -122,7 +122,7 @@ function v2Vectors(p: MitigationPolicy, cmd: string, release: string | undefined
     return undefined
   }
   // auto on a kernel with (or possibly with) vectors.
-  const vec = attackVectors(p.mitigations)
+  const vec = attackVectors(p.mitigations, kvmEnabled(config) !== false)
   if (!vec) return { value: 'unknown', reasons: [why('v2.vectors', `mitigations=${p.mitigations} is not an option this agent knows`, src)] }
   const on = vec.userKernel || vec.guestHost
   if (on || (gen === 'unknown' && p.mitigations === 'off')) {
@@ -136,10 +136,10 @@ function v2Vectors(p: MitigationPolicy, cmd: string, release: string | undefined
 /** retbleed= values after which auto spectre_v2 does not pick IBRS on retbleed parts (contract/CONTRACT.md section 6). */
 const RETBLEED_NOT_IBRS = new Set(['off', 'stuff'])
 
-export function selectSpectreV2(v: CpuView, p: MitigationPolicy, release?: string): { value: SpectreV2Mode; reasons: Reason[] } {
+export function selectSpectreV2(v: CpuView, p: MitigationPolicy, release?: string, config?: Record<string, string>): { value: SpectreV2Mode; reasons: Reason[] } {
   const src = BUGS_C + ' spectre_v2_select_mitigation'
   const cmd = p.spectreV2 ?? 'auto'
-  const gen = v2Vectors(p, cmd, release)
+  const gen = v2Vectors(p, cmd, release, config)
   if (gen) return gen
   const eibrs = has(v.archCap, ARCH_CAP_IBRS_ALL)
   const explicit: Record<string, SpectreV2Mode> = {
@@ -182,9 +182,11 @@ export function selectSpectreV2(v: CpuView, p: MitigationPolicy, release?: strin
 
 type BhiPolicy = 'on' | 'off' | 'vmexit' | 'unknown'
 
-export function bhiPolicy(p: MitigationPolicy, release?: string): { value: BhiPolicy; reason: Reason } {
+export function bhiPolicy(p: MitigationPolicy, release?: string, config?: Record<string, string>): { value: BhiPolicy; reason: Reason } {
   const src = BUGS_C + ' spectre_bhi_parse_cmdline; ' + S6
   const gen = hasAttackVectors(release)
+  const kvm = kvmEnabled(config)
+  const kvmText = kvm === 'unknown' ? 'assumes CONFIG_KVM enabled (Debian: =m; no /boot/config-<release> was read)' : `CONFIG_KVM=${config?.['CONFIG_KVM'] ?? 'n'} in the kernel's config`
   if (p.spectreBhi === 'vmexit') {
     // vmexit exists since 6.11; older kernels (Debian 12's 6.1.y, measured under QEMU) log
     // "Ignoring unknown spectre_bhi option (vmexit)" and keep their default (on).
@@ -199,20 +201,22 @@ export function bhiPolicy(p: MitigationPolicy, release?: string): { value: BhiPo
   if (p.spectreBhi !== undefined && p.spectreBhi !== 'auto') return { value: 'unknown', reason: why('bhi.policy', `spectre_bhi=${p.spectreBhi} is not an option this agent knows`, src) }
   const m = p.mitigations
   const dflt = `${p.spectreBhi ? 'spectre_bhi=auto' : 'no spectre_bhi='}${m ? `, mitigations=${m}` : ''}`
-  if (m === undefined || m === 'auto' || m === 'auto,nosmt') {
-    return { value: 'on', reason: why('bhi.policy-default', `${dflt}: on (assumes the default CONFIG_MITIGATION_SPECTRE_BHI=y${gen === true ? ' and CONFIG_KVM enabled, which the guest_host vector defaults to' : ''})`, src) }
+  // CONFIG_MITIGATION_SPECTRE_BHI=n makes the default off (bugs.c: bhi_mitigation's initial value).
+  if (config?.['CONFIG_MITIGATION_SPECTRE_BHI'] === 'n') return { value: 'off', reason: why('bhi.policy-config', `${dflt}: off (CONFIG_MITIGATION_SPECTRE_BHI is not set in the kernel's config)`, src) }
+  if ((m === undefined || m === 'auto' || m === 'auto,nosmt') && !(gen === true && kvm === false)) {
+    return { value: 'on', reason: why('bhi.policy-default', `${dflt}: on (assumes the default CONFIG_MITIGATION_SPECTRE_BHI=y${gen === true ? `; the guest_host vector follows CONFIG_KVM: ${kvmText}` : ''})`, src) }
   }
   if (m === 'off') return { value: 'off', reason: why('bhi.policy', 'mitigations=off', src) }
   if (gen === false) {
     // kernel/cpu.c before the vectors: "Unsupported mitigations=..." and auto stays.
     return { value: 'on', reason: why('bhi.policy-legacy-auto', `${dflt}: kernel ${release} has no attack-vector controls, logs "Unsupported mitigations=" and behaves as auto: on`, src + '; ' + KERNEL_CPU_C) }
   }
-  const vec = attackVectors(m)
+  const vec = attackVectors(m, kvm !== false)
   if (!vec) return { value: 'unknown', reason: why('bhi.policy', `mitigations=${m} is not an option this agent knows`, src) }
   if (gen === 'unknown') return { value: 'unknown', reason: why('bhi.policy-generation', `mitigations=${m}: attack vectors decide on kernels that have them, auto applies on older ones, and kernel ${release ?? '(release unknown)'} is not classified`, src) }
   // 7.x bhi_select_mitigation, auto: user_kernel and guest_host -> on; guest_host only -> VM exit only; else off.
   const value: BhiPolicy = vec.guestHost ? (vec.userKernel ? 'on' : 'vmexit') : 'off'
-  return { value, reason: why('bhi.policy-vectors', `${dflt}: attack vectors user_kernel ${vec.userKernel ? 'on' : 'off'}, guest_host ${vec.guestHost ? 'on (assumes CONFIG_KVM enabled, its default)' : 'off'}: BHI ${value === 'vmexit' ? 'on VM exit only' : value}`, BUGS_C + ' bhi_select_mitigation; ' + KERNEL_CPU_C + '; ' + S6) }
+  return { value, reason: why('bhi.policy-vectors', `${dflt}: attack vectors user_kernel ${vec.userKernel ? 'on' : 'off'}, guest_host ${vec.guestHost ? `on (${kvmText})` : `off${kvm === false && !(m ?? '').includes('no_guest_host') ? ` (${kvmText}: its default)` : ''}`}: BHI ${value === 'vmexit' ? 'on VM exit only' : value}`, BUGS_C + ' bhi_select_mitigation; ' + KERNEL_CPU_C + '; ' + S6) }
 }
 
 /**
@@ -236,12 +240,12 @@ function rrsbaDisabled(v: CpuView, v2: SpectreV2Mode): Tri {
  * affected, BHI_DIS_S, SW loop, "Retpoline" (RETPOLINE && rrsba_disabled: policy-independent), VM-exit
  * loop, vulnerable.
  */
-export function selectBhi(v: CpuView, affected: Tri, v2: SpectreV2Mode, p: MitigationPolicy, release?: string): { value: BhiMode; reasons: Reason[] } {
+export function selectBhi(v: CpuView, affected: Tri, v2: SpectreV2Mode, p: MitigationPolicy, release?: string, config?: Record<string, string>): { value: BhiMode; reasons: Reason[] } {
   const src = BUGS_C + ' bhi_select_mitigation, spectre_bhi_state; ' + S6
   if (affected === false) return { value: 'not-affected', reasons: [why('bhi.select', 'not affected', src)] }
   if (affected === 'unknown') return { value: 'unknown', reasons: [why('bhi.select', 'whether BHI applies is unknown', src)] }
   if (v2 === 'unknown') return { value: 'unknown', reasons: [why('bhi.select', 'the spectre_v2 mode is unknown', src)] }
-  const pol = bhiPolicy(p, release)
+  const pol = bhiPolicy(p, release, config)
   // spectre_v2=off / nospectre_v2 (SPECTRE_V2_CMD_NONE) turns BHI off on every generation
   // (7.x bhi_update_mitigation; before, spectre_v2 NONE returns before BHI is selected).
   if (p.spectreV2 === 'off') return { value: 'vulnerable', reasons: [why('bhi.v2-off', 'spectre_v2=off: no BHI mitigation is selected', src + ' bhi_update_mitigation')] }
@@ -361,9 +365,9 @@ export function decide(facts: Facts): Decision {
     ...(sys ? { raw: sys.raw } : {}),
   }
   const affected = selectBhiAffected(v, kernel.bhi)
-  const v2 = selectSpectreV2(v, policy, facts.kernel.release)
+  const v2 = selectSpectreV2(v, policy, facts.kernel.release, facts.kernel.config)
   // Predict BHI from the kernel's actual spectre_v2 mode where known, so one mismatch does not cascade.
-  const bhi = selectBhi(v, affected.value, kernel.spectreV2 !== 'unknown' ? kernel.spectreV2 : v2.value, policy, facts.kernel.release)
+  const bhi = selectBhi(v, affected.value, kernel.spectreV2 !== 'unknown' ? kernel.spectreV2 : v2.value, policy, facts.kernel.release, facts.kernel.config)
   const mismatches: Decision['mismatches'] = []
   if (sys && kernel.spectreV2 !== 'unknown' && v2.value !== 'unknown' && kernel.spectreV2 !== v2.value && kernel.spectreV2 !== 'not-affected') {
     mismatches.push({ what: 'spectre_v2', kernel: sys.modeText, expected: V2_MODE_TEXT[v2.value], reason: v2.reasons[v2.reasons.length - 1]! })

@@ -26,6 +26,7 @@ export const FactsJson = z.strictObject({
     cmdline: z.string().max(4096).optional(),
     vulnerabilities: z.record(z.string().regex(/^[a-z0-9_]{1,64}$/), z.string().max(1024)),
     lockdown: z.string().max(256).optional(),
+    config: z.record(z.string().regex(/^CONFIG_[A-Z0-9_]{1,64}$/), z.string().max(64)).optional().describe('kernel build options the choices depend on (y, m, n), from /boot/config-<release>'),
   }),
   cpus: z.array(z.strictObject({
     cpu: z.number().int().min(0).max(65535),

@@ -30,6 +30,32 @@ export interface KernelFacts {
   vulnerabilities: Record<string, string>
   /** /sys/kernel/security/lockdown, when readable (explains EPERM on /dev/cpu/N/msr). */
   lockdown?: string
+  /**
+   * The build options the kernel's choices depend on (KERNEL_CONFIG_OPTIONS), from
+   * /boot/config-<release>: "y", "m" or "n" ("# CONFIG_X is not set"); absent when the file is.
+   */
+  config?: Record<string, string>
+}
+
+/**
+ * Options that change the mitigation defaults (contract/CONTRACT.md section 6): CONFIG_KVM is what the
+ * 7.x guest_host attack vector defaults to; the others name the BHI / IBRS-entry / retpoline
+ * defaults under their 6.9+ (MITIGATION_*) and older names.
+ */
+export const KERNEL_CONFIG_OPTIONS = [
+  'CONFIG_KVM', 'CONFIG_MITIGATION_SPECTRE_BHI', 'CONFIG_SPECTRE_BHI_ON', 'CONFIG_MITIGATION_IBRS_ENTRY', 'CONFIG_CPU_IBRS_ENTRY',
+  'CONFIG_MITIGATION_RETPOLINE', 'CONFIG_RETPOLINE', 'CONFIG_CPU_MITIGATIONS',
+] as const
+
+/** The KERNEL_CONFIG_OPTIONS lines of a kernel config file. */
+export function configOptions(text: string): Record<string, string> {
+  const want = new Set<string>(KERNEL_CONFIG_OPTIONS)
+  const out: Record<string, string> = {}
+  for (const l of text.split('\n')) {
+    const m = /^(CONFIG_[A-Z0-9_]+)=(.*)$/.exec(l) ?? /^# (CONFIG_[A-Z0-9_]+) is not set$/.exec(l)
+    if (m && want.has(m[1]!)) out[m[1]!] = m[2] === undefined ? 'n' : m[2].replace(/^"|"$/g, '').slice(0, 64)
+  }
+  return out
 }
 
 export interface Facts {

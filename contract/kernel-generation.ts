@@ -37,12 +37,12 @@ const VECTOR_OPTS: Record<string, keyof AttackVectors> = {
 
 /**
  * The vectors a vector-aware kernel ends with. mitigations=off clears every vector; auto (or no
- * option) leaves all on, except guest_host, which defaults to IS_ENABLED(CONFIG_KVM): the agent
- * cannot see the kernel's config, so it assumes Debian's CONFIG_KVM=m (stated in the reason).
+ * option) leaves all on, except guest_host and guest_guest, which default to IS_ENABLED(CONFIG_KVM)
+ * (`kvm`: from the kernel's config when the agent could read it, see kvmEnabled).
  * undefined: an option this agent does not know.
  */
-export function attackVectors(mitigations: string | undefined): AttackVectors | undefined {
-  const all = (on: boolean): AttackVectors => ({ userKernel: on, userUser: on, guestHost: on, guestGuest: on, crossThread: on })
+export function attackVectors(mitigations: string | undefined, kvm = true): AttackVectors | undefined {
+  const all = (on: boolean): AttackVectors => ({ userKernel: on, userUser: on, guestHost: on && kvm, guestGuest: on && kvm, crossThread: on })
   if (mitigations === undefined || mitigations === '') return all(true)
   if (mitigations === 'off') return all(false)
   const [head, ...rest] = mitigations.split(',')
@@ -55,6 +55,16 @@ export function attackVectors(mitigations: string | undefined): AttackVectors | 
     v[k] = false
   }
   return v
+}
+
+/**
+ * IS_ENABLED(CONFIG_KVM) from the kernel's config options (facts.kernel.config: y or m -> true, n or
+ * absent from a read config -> false); 'unknown' when the config was not read (no /boot/config-<release>).
+ */
+export function kvmEnabled(config: Record<string, string> | undefined): Tri {
+  if (!config) return 'unknown'
+  const v = config['CONFIG_KVM']
+  return v === 'y' || v === 'm'
 }
 
 /** mitigations= names attack vectors (auto,no_...), which pre-vector kernels do not understand. */

@@ -61,6 +61,14 @@ export const VmmRunJson = z.strictObject({
 const qemuBoot = z.looseObject({
   name: z.string(), cpu: z.string(), append: z.array(z.string()), status: z.enum(['pass', 'fail', 'skip']),
   seconds: z.number().optional(), skip: z.string().optional(), error: z.string().optional(), failed: z.array(z.string()).optional(),
+  kernel: z.strictObject({
+    id: z.string(), version: z.string().describe('the guest kernel release (uname -r)'),
+    origin: z.union([
+      z.strictObject({ suite: z.string(), package: z.string(), version: z.string(), debs: z.array(z.strictObject({ package: z.string(), version: z.string(), sha256: z.string() })) }),
+      z.strictObject({ file: z.string(), sha256: z.string() }),
+    ]),
+  }).optional().describe('the guest kernel and where it came from (host/qemu/kernels.ts)'),
+  death: z.strictObject({ line: z.string(), expected: z.string().optional() }).optional().describe('the kernel died before /init: the console\'s last WARNING/panic/Oops line; expected: the matrix\'s known death'),
 }).describe('one QEMU boot; further per-boot fields (facts, vmm, patched) may appear (host/qemu/tier.ts BootRow)')
 
 export const ScenarioRunJson = z.strictObject({

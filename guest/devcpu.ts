@@ -261,9 +261,12 @@ export class DevcpuPlatform implements Platform {
     return { ok: true }
   }
 
-  /** A sysfs/proc text: bounded (64 KiB), regular files and sysfs/procfs only, never a FIFO (issue 14 item 4). */
+  /**
+   * A sysfs/proc text: bounded (64 KiB; a kernel config, ~300 KB in Debian 7.2, 1 MiB), regular files
+   * and sysfs/procfs only, never a FIFO (issue 14 item 4).
+   */
   readText(path: string): string | undefined {
-    const r = readBoundedSync(join(this.root, path), { maxBytes: 64 * 1024, what: path })
+    const r = readBoundedSync(join(this.root, path), { maxBytes: path.startsWith('/boot/config-') ? 1 << 20 : 64 * 1024, what: path })
     return r.ok ? r.text : undefined
   }
 

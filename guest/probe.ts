@@ -1,6 +1,6 @@
 // Read-only probe: gather Facts from a Platform (issue 2). Follows the discovery chain of
 // contract/CONTRACT.md section 3 and never probes 0x5000000x without ARCH_CAPABILITIES bit 63.
-import { CPUID_LEAVES, msrKey, type CpuFacts, type Facts, type KernelFacts, type MsrFact } from '../contract/facts.js'
+import { CPUID_LEAVES, configOptions, msrKey, type CpuFacts, type Facts, type KernelFacts, type MsrFact } from '../contract/facts.js'
 import { ARCH_CAP_VIRTUAL_ENUM, CPUID7_EDX_ARCH_CAPABILITIES, MSR, VIRT_ENUM_MITIGATION_CTRL_SUPPORT, hasBit32 } from '../contract/registers.js'
 import type { Platform } from './platform.js'
 
@@ -13,6 +13,10 @@ export function probeKernel(p: Platform): KernelFacts {
   const rel = first(p.readText('/proc/sys/kernel/osrelease')); if (rel !== undefined) k.release = rel
   const cmd = first(p.readText('/proc/cmdline')); if (cmd !== undefined) k.cmdline = cmd
   const ld = first(p.readText('/sys/kernel/security/lockdown')); if (ld !== undefined) k.lockdown = ld
+  // The build options behind the defaults (CONFIG_KVM -> 7.x guest_host vector): Debian installs
+  // /boot/config-<release>; the qemu tier's image carries it there too (build-initramfs.sh).
+  const cfg = rel !== undefined ? p.readText(`/boot/config-${rel}`) : undefined
+  if (cfg !== undefined) k.config = configOptions(cfg)
   for (const f of VULN_FILES) {
     const v = first(p.readText(`/sys/devices/system/cpu/vulnerabilities/${f}`))
     if (v !== undefined) k.vulnerabilities[f] = v

@@ -40,6 +40,7 @@ export class RecordedPlatform implements Platform {
     if (path === '/proc/cmdline') return k.cmdline
     if (path === '/proc/sys/kernel/osrelease') return k.release
     if (path === '/sys/kernel/security/lockdown') return k.lockdown
+    if (k.config && k.release !== undefined && path === `/boot/config-${k.release}`) return Object.entries(k.config).map(([o, v]) => (v === 'n' ? `# ${o} is not set` : `${o}=${v}`)).join('\n') + '\n'
     const m = /^\/sys\/devices\/system\/cpu\/vulnerabilities\/([a-z0-9_]+)$/.exec(path)
     return m ? k.vulnerabilities[m[1]!] : undefined
   }

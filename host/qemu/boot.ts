@@ -7,6 +7,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { commandsParam, defaultCommands, X86_COMMAND_LINE_SIZE, type GuestCommand } from './commands.js'
+import { kernelDeath, TRACE_END, type KernelDeath } from './death.js'
 import { parseFrames, type ParsedFrames, type Section } from './frames.js'
 import { bootableKernel, type BootKernel } from './kernel-extract.js'
 
@@ -72,8 +73,13 @@ export interface BootResult {
   /** What -kernel got: the extracted vmlinux or the vmlinuz, with the reason (absent with kernelAsGiven). */
   bootKernel?: Omit<BootKernel, 'ms'>
   notes: string[]
+  /** The guest never sent its hello frame and the console shows why (death.ts). */
+  death?: KernelDeath
   error?: string
 }
+
+/** A kernel whose console ended with a trace and stays silent this long before /init is taken as dead. */
+export const DEAD_SILENCE_MS = 15_000
 
 /** Whether /dev/kvm can be opened read-write: the least `-accel kvm` needs. */
 export function kvmUsable(): { ok: boolean; reason: string } {
@@ -187,6 +193,7 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
   const timeoutMs = opts.timeoutMs ?? 120_000
   const t0 = performance.now()
   let exited = false
+  let died = false
   let heldError: string | undefined
   const runP = new Promise<{ code: number | null; signal: string | null; stderr: string; timedOut: boolean; spawnError?: string }>(resolve => {
     // coreutils timeout as a second guard: QEMU dies at the deadline (+5 s) even if this
@@ -198,8 +205,18 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
     child.stderr.setEncoding('utf8')
     child.stderr.on('data', (d: string) => { if (stderr.length < 1 << 20) stderr += d })
     const timer = setTimeout(() => { timedOut = true; child.kill('SIGTERM') }, timeoutMs)
-    child.on('error', e => { clearTimeout(timer); resolve({ code: null, signal: null, stderr, timedOut, spawnError: e.message }) })
-    child.on('close', (code, signal) => { clearTimeout(timer); exited = true; resolve({ code, signal, stderr, timedOut }) })
+    // A WARN/Oops trace and then silence before /init's hello: the kernel is gone (7.2.13 hangs after
+    // its apply_retpolines WARNING instead of panicking); stop instead of waiting for the timeout.
+    let size = -1, still = 0
+    const watch = setInterval(() => {
+      let c = ''
+      try { if (fs.statSync(framesLog).size > 0) return; c = fs.readFileSync(consoleLog, 'utf8') } catch { return }
+      if (c.length !== size) { size = c.length; still = performance.now(); return }
+      if (TRACE_END.test(c.slice(-4096)) && performance.now() - still > DEAD_SILENCE_MS) { died = true; child.kill('SIGTERM') }
+    }, 1000)
+    const done = () => { clearTimeout(timer); clearInterval(watch) }
+    child.on('error', e => { done(); resolve({ code: null, signal: null, stderr, timedOut, spawnError: e.message }) })
+    child.on('close', (code, signal) => { done(); exited = true; resolve({ code, signal, stderr, timedOut }) })
   })
   if (opts.held && qmpSocket) {
     if (await waitForDone(framesLog, () => exited, t0 + timeoutMs)) {
@@ -221,7 +238,15 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
     sections: frames.sections, frames, consoleLog, framesLog, qemuStderr: run.stderr, notes,
   }
   if (bootKernel) { const { ms: _, ...k } = bootKernel; result.bootKernel = k }
-  if (heldError) result.error = heldError
+  // No hello frame: /init never ran. The console's last WARNING/panic/Oops line says why.
+  if (!run.spawnError && run.code !== 127 && !/^@@virtmiti-hello /m.test(text)) {
+    let con = ''
+    try { con = fs.readFileSync(consoleLog, 'utf8') } catch { /* no console */ }
+    const d = kernelDeath(con)
+    if (d) result.death = d
+    result.error = d ? `kernel died before /init: ${d.line}` : `kernel did not reach /init (no @@virtmiti-hello frame${run.timedOut ? `, QEMU killed after ${timeoutMs} ms` : ''}; console: ${consoleLog})`
+    if (died) notes.push(`console silent for ${DEAD_SILENCE_MS / 1000} s after a kernel trace: QEMU stopped`)
+  } else if (heldError) result.error = heldError
   else if (run.spawnError) result.error = `cannot start ${qemu}: ${run.spawnError}`
   else if (run.code === 127) result.error = `${qemu} not found (apt-get install qemu-system-x86)`
   else if (run.timedOut) result.error = `no poweroff within ${timeoutMs} ms: QEMU killed (console: ${consoleLog})`

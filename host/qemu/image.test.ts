@@ -6,15 +6,16 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { buildImage, STAND_IN_AGENT } from './image.js'
+import { cachedMatrixKernel } from './tier.js'
 
 function skipReason(): string | undefined {
   for (const tool of ['busybox', 'cpio', 'zstd', 'rdmsr']) {
     try { execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }) } catch { return `${tool} not found (apt-get install busybox-static cpio zstd msr-tools)` }
   }
-  const kernels = fs.existsSync('/boot') ? fs.readdirSync('/boot').filter(f => f.startsWith('vmlinuz-')) : []
-  if (kernels.length === 0) return 'no /boot/vmlinuz-* (apt-get install linux-image-amd64)'
-  return undefined
+  return kernel.ok ? undefined : `${kernel.error} (bash .ci/setup fetches the matrix kernels)`
 }
+// The matrix's first kernel, from the kernel cache (never /boot).
+const kernel = cachedMatrixKernel()
 const sha = (f: string): string => createHash('sha256').update(fs.readFileSync(f)).digest('hex')
 // Three image builds hash ~110 MB each: more than tap's default 30 s on a loaded machine.
 t.setTimeout(180_000)
@@ -23,24 +24,28 @@ const skip = skipReason()
 t.test('same inputs give the same bytes; a changed agent bundle gives a new key', { skip: skip ?? false, timeout: 120_000 }, async t => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'virtmiti-image-test-'))
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const first = buildImage(STAND_IN_AGENT, dir)
+  if (!kernel.ok) return
+  const k = kernel.kernel
+  const first = buildImage(STAND_IN_AGENT, k, dir)
   t.equal(first.error, undefined, 'build succeeds')
   t.equal(first.cacheHit, false, 'empty cache: built')
   t.match(first.key, /^[0-9a-f]{16}$/)
-  t.match(first.kernel, /^\/boot\/vmlinuz-/)
+  t.equal(first.kernel, k.vmlinuz, 'the image is for the kernel it was given')
+  const manifest = fs.readFileSync(first.image!.replace(/\.cpio(\.zst)?$/, '.manifest'), 'utf8')
+  t.match(manifest, new RegExp(`^file /boot/config-${k.release.replace(/[.+]/g, '\\$&')} 0644 `, 'm'), "the kernel's config is in the image as /boot/config-<release>")
   const bytes = sha(first.image!)
-  const hit = buildImage(STAND_IN_AGENT, dir)
+  const hit = buildImage(STAND_IN_AGENT, k, dir)
   t.same([hit.cacheHit, hit.key, hit.image], [true, first.key, first.image], 'unchanged inputs: cache hit')
   fs.rmSync(first.image!)
-  const rebuilt = buildImage(STAND_IN_AGENT, dir)
+  const rebuilt = buildImage(STAND_IN_AGENT, k, dir)
   t.same([rebuilt.cacheHit, rebuilt.key], [false, first.key], 'deleted entry is rebuilt under the same key')
   t.equal(sha(rebuilt.image!), bytes, 'rebuild is byte-identical (reproducible)')
   const other = path.join(dir, 'agent.mjs')
   fs.writeFileSync(other, fs.readFileSync(STAND_IN_AGENT, 'utf8') + '\n// changed\n')
-  const changed = buildImage(other, dir)
+  const changed = buildImage(other, k, dir)
   t.equal(changed.cacheHit, false, 'changed bundle: rebuilt')
   t.not(changed.key, first.key, 'changed bundle: new key')
-  const missing = buildImage(path.join(dir, 'nope.mjs'), dir)
+  const missing = buildImage(path.join(dir, 'nope.mjs'), k, dir)
   t.same([missing.ok, /agent bundle not found/.test(missing.error ?? '')], [false, true], 'missing bundle is a clean error')
 })
 
@@ -50,13 +55,15 @@ try { execFileSync('sh', ['-c', 'command -v strip && command -v readelf'], { std
 t.test('a relative and an absolute path to the same bundle give one key and one image; node goes in stripped', { skip: skip ?? false, timeout: 120_000 }, async t => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'virtmiti-image-key-'))
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  if (!kernel.ok) return
+  const k = kernel.kernel
   const abs = path.join(dir, 'agent.mjs')
   fs.copyFileSync(STAND_IN_AGENT, abs)
-  const a = buildImage(abs, path.join(dir, 'cache'))
+  const a = buildImage(abs, k, path.join(dir, 'cache'))
   t.equal(a.error, undefined, 'build succeeds')
   const rel = path.relative(process.cwd(), abs)
   t.not(rel, abs, `relative path ${rel}`)
-  const b = buildImage(rel, path.join(dir, 'cache'))
+  const b = buildImage(rel, k, path.join(dir, 'cache'))
   t.same([b.cacheHit, b.key, b.image], [true, a.key, a.image], 'relative path: same key, cache hit')
   t.test('node in the image', { skip: binutils ? false : 'strip/readelf not found (apt-get install binutils)' }, async t => {
     // Measured against the host's node: stripped means no .symtab section, .dynsym kept.

@@ -1,7 +1,7 @@
 // Measurement runner for the live-guest tier: build (or reuse) the image, boot a matrix of
 // CPU models x kernel command lines, print one JSON summary line per boot.
 //   node --import @tapjs/typescript/import host/qemu/run.ts [--agent F (default dist/virtmiti-guest.mjs, else the stand-in)] [--cpu A,B] [--append 'x y'|--append ...]
-//        [--accel tcg|kvm] [--timeout S] [--parallel N] [--keep DIR]
+//        [--kernel ID (a kernels id of scenarios/qemu/*.yaml; default the first) | --kernel-file F] [--accel tcg|kvm] [--timeout S] [--parallel N] [--keep DIR]
 //   node --import @tapjs/typescript/import host/qemu/run.ts --show DIR/frames.log [SECTION...]   (decode a kept frames log)
 // The scenario runner (`virtmiti scenarios run --tier qemu`) is meant to call bootGuest() itself.
 import fs from 'node:fs'
@@ -10,7 +10,16 @@ import { fileURLToPath } from 'node:url'
 import { bootGuest, type Accel } from './boot.js'
 import { parseFrames } from './frames.js'
 import { buildImage, defaultAgent } from './image.js'
+import { bootKernel, kernelFromFile, resolveKernel, type Resolution } from './kernels.js'
 import { summarize } from './summary.js'
+import { builtinQemuDir, loadQemuMatrix } from './tier.js'
+
+/** A kernel of the built-in matrix by id (default: the first), fetched if need be. */
+function matrixKernel(id: string | undefined): Resolution {
+  const m = loadQemuMatrix([builtinQemuDir()!])
+  const b = m.boots.find(x => id === undefined || x.kernel.id === id)
+  return b ? resolveKernel(b.kernel) : { ok: false, kind: 'input', error: `no kernel ${id} in scenarios/qemu/*.yaml (${[...new Set(m.boots.map(x => x.kernel.id))].join(', ')})` }
+}
 
 export const DEFAULT_MODELS = ['Skylake-Server', 'Cascadelake-Server', 'Icelake-Server', 'EPYC']
 export const DEFAULT_APPENDS = [['spectre_bhi=on'], ['spectre_bhi=off']]
@@ -36,6 +45,7 @@ async function main(argv: string[]): Promise<number> {
   let timeoutMs = 120_000
   let parallel = 1
   let keep: string | undefined
+  let kernelId: string | undefined, kernelFile: string | undefined
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!, v = argv[i + 1]
     const need = (): string => { if (v === undefined) throw new Error(`${a} needs a value`); i++; return v }
@@ -46,11 +56,15 @@ async function main(argv: string[]): Promise<number> {
     else if (a === '--timeout') timeoutMs = Number(need()) * 1000
     else if (a === '--parallel') parallel = Math.max(1, Number(need()))
     else if (a === '--keep') keep = need()
+    else if (a === '--kernel') kernelId = need()
+    else if (a === '--kernel-file') kernelFile = need()
     else throw new Error(`unknown argument ${a}`)
   }
-  const img = buildImage(agent)
+  const k = kernelFile ? kernelFromFile('file', kernelFile) : matrixKernel(kernelId)
+  if (!k.ok) { console.error(k.error); return k.kind === 'input' ? 2 : 3 }
+  const img = buildImage(agent, k.kernel)
   process.stderr.write(img.log)
-  console.log(JSON.stringify({ image: img.image, kernel: img.kernel, key: img.key, cacheHit: img.cacheHit, buildMs: Math.round(img.ms), ok: img.ok, error: img.error }))
+  console.log(JSON.stringify({ image: img.image, kernel: bootKernel(k.kernel), key: img.key, cacheHit: img.cacheHit, buildMs: Math.round(img.ms), ok: img.ok, error: img.error }))
   if (!img.ok || !img.image || !img.kernel) return 3
   const jobs = models.flatMap(cpu => (appends.length ? appends : DEFAULT_APPENDS).map(append => ({ cpu, append })))
   let failures = 0

@@ -10,26 +10,36 @@ import { parseFrames } from './frames.js'
 import type { ImageBuild } from './image.js'
 import { loadRecordedBoot, sectionMap } from './recorded-boot.js'
 import { QEMU_FAULTS } from './checks-patched.js'
-import { bootName, patchedBootName, builtinQemuDir, defaultSet, loadQemuMatrix, parseQemuMatrix, qemuTable, qemuTierUnavailable, runQemuTier, selectSet, tierPaths, type QemuBoot, type TierDeps } from './tier.js'
+import { bootName, deathOutcome, patchedBootName, builtinQemuDir, defaultSet, loadQemuMatrix, parseQemuMatrix, qemuTable, qemuTierUnavailable, runQemuTier, selectSet, tierPaths, type QemuBoot, type TierDeps } from './tier.js'
+import type { KernelSpec, Resolution } from './kernels.js'
 
-t.test('built-in matrix: at least 4 models x 2 command lines, CI set exactly 4 x 2, unique names', async t => {
+// Issue 15 "Done when": 3 kernels x 5+ models x these command lines (retbleed=off: patched.yaml).
+const DONE_WHEN = ['', 'spectre_bhi=off', 'spectre_bhi=vmexit', 'spectre_v2=retpoline', 'mitigations=off spectre_v2=retpoline',
+  'mitigations=off spectre_bhi=on', 'mitigations=auto,no_user_kernel', 'mitigations=auto,no_user_kernel,no_guest_host']
+
+t.test('built-in matrix: full = 3 kernels x 5+ models x the Done-when command lines; a small CI set over every kernel', async t => {
   const all = loadQemuMatrix([builtinQemuDir()!])
   t.same(all.errors, [])
   const m = { boots: all.boots.filter(b => b.vmm === 'stock') }
-  const models = new Set(m.boots.map(b => b.cpu)), lines = new Set(m.boots.map(b => b.append.join(' ')))
-  t.ok(models.size >= 4 && lines.size >= 2, `full: ${models.size} models x ${lines.size} command lines`)
-  t.equal(m.boots.length, models.size * lines.size, 'the full set is the cross product')
+  const kernels = new Set(m.boots.map(b => b.kernel.id)), models = new Set(m.boots.map(b => b.cpu)), lines = new Set(m.boots.map(b => b.append.join(' ')))
+  t.ok(kernels.size >= 3 && models.size >= 5, `full: ${kernels.size} kernels x ${models.size} models x ${lines.size} command lines`)
+  t.same(DONE_WHEN.filter(l => !lines.has(l)), [], 'every Done-when command line is in the full set')
+  t.equal(m.boots.length, kernels.size * models.size * lines.size, 'the full set is the cross product')
   const ci = selectSet(m.boots, 'ci')
-  t.same([new Set(ci.map(b => b.cpu)).size, new Set(ci.map(b => b.append.join(' '))).size, ci.length], [4, 2, 8])
+  t.same([...new Set(ci.map(b => b.kernel.id))], [...kernels], 'the CI set boots every kernel')
+  t.ok(ci.length <= 12, `${ci.length} stock CI boots`)
+  t.ok(ci.some(b => b.death !== undefined) && ci.some(b => b.death === undefined && b.kernel.id.startsWith('7')), 'CI: a known 7.x death and a 7.x boot that reaches /init')
   t.equal(new Set(m.boots.map(b => b.name)).size, m.boots.length)
   t.ok(m.boots.every(b => b.vcpus === 2), '2 vCPUs')
-  t.equal(bootName('EPYC', ['spectre_bhi=on']), 'qemu: EPYC spectre_bhi=on')
+  t.equal(bootName('6.1', 'EPYC', ['spectre_bhi=on']), 'qemu: linux-6.1 EPYC spectre_bhi=on')
+  const dies = m.boots.filter(b => b.death)
+  t.ok(dies.length > 0 && dies.every(b => b.kernel.id.startsWith('7') && b.append.includes('spectre_v2=retpoline,lfence')), 'deaths: 7.x with LFENCE retpolines only')
 })
 
 t.test('patched matrix: the CI set covers what issue 11 "Done when" lists', async t => {
   const m = loadQemuMatrix([builtinQemuDir()!])
   const ci = selectSet(m.boots, 'ci').filter(b => b.vmm === 'patched').map(b => b.patched!)
-  t.ok(ci.length > 0 && ci.length <= 10, `${ci.length} patched CI boots (each 20-60 s under TCG)`)
+  t.ok(ci.length > 0 && ci.length <= 11, `${ci.length} patched CI boots (each 20-60 s under TCG)`)
   t.same([...new Set(ci.map(b => b.expect?.bhi).filter(Boolean))].sort(), ['bhi-dis-s', 'retpoline', 'sw-loop', 'vulnerable'], 'the four BHI choices, by the kernel')
   const ctrl = new Set(ci.map(b => b.expect?.mitiCtrl))
   t.ok(ctrl.has(1n) && ctrl.has(2n) && ctrl.has(0n), 'CTRL 0x1, 0x2, and left at 0')
@@ -38,12 +48,15 @@ t.test('patched matrix: the CI set covers what issue 11 "Done when" lists', asyn
   t.ok(ci.some(b => b.vmm !== undefined), 'a boot naming a VMM definition (host/qemu/vmm-props.ts)')
   t.ok(ci.some(b => b.migrateTo), 'one migration')
   t.ok(ci.some(b => b.hotplug === 1 && b.expect?.mitiCtrl !== undefined && b.expect.mitiCtrl !== 0n), 'one vCPU hot-plug, with a CTRL other than the reset value (so its write is seen)')
-  t.equal(patchedBootName(ci.find(b => b.migrateTo)!), 'qemu-patched: Cascadelake-Server-v2 on cascade-lake (default) -> sapphire-rapids')
+  t.equal(patchedBootName(ci.find(b => b.migrateTo)!, '6.1'), 'qemu-patched: linux-6.1 Cascadelake-Server-v2 on cascade-lake (default) -> sapphire-rapids')
+  const kernels = new Set(selectSet(m.boots, 'ci').filter(b => b.vmm === 'patched').map(b => b.kernel.id))
+  t.ok(kernels.size >= 3, `patched CI boots on ${[...kernels].join(', ')}`)
 })
 
 t.test('patched matrix file errors: unknown fault, bad property, both shapes at once', async t => {
-  const head = 'description: d\nsource: s\nvmm: patched\n'
-  t.match(parseQemuMatrix(head + 'boots:\n  - { cpu: EPYC, host: zen3-milan, append: "", fault: crashes }\n', 'p.yaml').errors.join('\n'), /^p\.yaml:5:\d+: boots\.0\.fault: /m)
+  const head = 'description: d\nsource: s\nvmm: patched\nkernels: [{ id: k, file: /k/boot/vmlinuz-1 }]\n'
+  t.match(parseQemuMatrix(head + 'boots:\n  - { cpu: EPYC, host: zen3-milan, append: "", fault: crashes }\n', 'p.yaml').errors.join('\n'), /^p\.yaml:6:\d+: boots\.0\.fault: /m)
+  t.match(parseQemuMatrix(head + 'boots:\n  - { cpu: EPYC, host: zen3-milan, append: "", kernel: "9.9" }\n', 'p.yaml').errors.join('\n'), /boots\.0\.kernel: kernel 9\.9 is not in this file's kernels \(k\)/)
   t.match(parseQemuMatrix(head + 'boots:\n  - { cpu: EPYC, host: zen3-milan, append: "", props: ["a,b=on"] }\n', 'p.yaml').errors.join('\n'), /boots\.0\.props\.0: expected a QEMU -cpu property/)
   t.match(parseQemuMatrix(head + 'models: [{ cpu: EPYC }]\ncmdlines: [{ append: "" }]\n', 'p.yaml').errors.join('\n'), /vmm: stock takes models x cmdlines; vmm: patched takes a boots list/)
 })
@@ -53,25 +66,30 @@ t.test('patched boots SKIP with the reason when the patched QEMU is not built', 
   const b = m.boots.find(x => x.vmm === 'patched')!
   const r = await runQemuTier({
     boots: [b], paths: tierPaths()!,
-    deps: { build: () => image, boot: async () => { throw new Error('must not boot') }, findPatched: () => ({ unavailable: 'patched QEMU not built for these patches: run bash host/qemu/build-patched.sh' }) },
+    deps: { resolveKernel, build: () => image, boot: async () => { throw new Error('must not boot') }, findPatched: () => ({ unavailable: 'patched QEMU not built for these patches: run bash host/qemu/build-patched.sh' }) },
   })
   t.same(r.points.map(p => [p.ok, p.skip]), [[true, 'patched QEMU not built for these patches: run bash host/qemu/build-patched.sh']])
   t.equal(r.rows[0]!.status, 'skip')
 })
 
 t.test('matrix file errors name file:line:column and the field', async t => {
-  const r = parseQemuMatrix('description: d\nsource: s\nmodels:\n  - { cpu: "Sky lake" }\ncmdlines:\n  - { append: "spectre_bhi=on;reboot" }\n', 'm.yaml')
+  const r = parseQemuMatrix('description: d\nsource: s\nkernels: [{ id: "6.1", suite: bookworm, package: linux-image-amd64 }]\nmodels:\n  - { cpu: "Sky lake" }\ncmdlines:\n  - { append: "spectre_bhi=on;reboot" }\n', 'm.yaml')
   t.same(r.boots, [])
-  t.match(r.errors.join('\n'), /^m\.yaml:4:\d+: models\.0\.cpu: expected a QEMU -cpu model name/m)
-  t.match(r.errors.join('\n'), /^m\.yaml:6:\d+: cmdlines\.0\.append: expected space-separated kernel parameters/m)
+  t.match(r.errors.join('\n'), /^m\.yaml:5:\d+: models\.0\.cpu: expected a QEMU -cpu model name/m)
+  t.match(r.errors.join('\n'), /^m\.yaml:7:\d+: cmdlines\.0\.append: expected space-separated kernel parameters/m)
+  t.match(parseQemuMatrix('description: d\nsource: s\nmodels: [{ cpu: EPYC }]\ncmdlines: [{ append: "" }]\n', 'n.yaml').errors.join('\n'), /kernels: /, 'kernels are required: never /boot implicitly')
+  t.match(parseQemuMatrix('description: d\nsource: s\nkernels: [{ id: "6.1", suite: bookworm, package: linux-image-amd64 }, { id: "6.1", file: /x/boot/vmlinuz-6 }]\nmodels: [{ cpu: EPYC }]\ncmdlines: [{ append: "", ci: ["7.2"] }]\ndeaths: [{ kernel: "7.3", append: "x", line: "WARNING: y:1 at z" }]\n', 'n.yaml').errors.join('\n'),
+    /kernel id 6\.1 appears twice[^]*deaths\.0\.kernel: kernel 7\.3 is not[^]*cmdlines\.0\.ci\.0: kernel 7\.2 is not/)
   t.match(parseQemuMatrix('models: [unclosed\n', 'x.yaml').errors[0], /^x\.yaml:\d+:\d+: YAML: /)
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'virtmiti-qm-'))
-  const ok = 'description: d\nsource: s\nmodels: [{ cpu: EPYC }]\ncmdlines: [{ append: "" }]\n'
+  const ok = 'description: d\nsource: s\nkernels: [{ id: "6.1", suite: bookworm, package: linux-image-amd64 }]\nmodels: [{ cpu: EPYC }]\ncmdlines: [{ append: "" }]\n'
   fs.writeFileSync(path.join(d, 'a.yaml'), ok)
   fs.writeFileSync(path.join(d, 'b.yaml'), ok)
   const dup = loadQemuMatrix([d])
-  t.same(dup.boots.map(b => b.name), ['qemu: EPYC (default)'])
-  t.match(dup.errors[0], /b\.yaml: boot "qemu: EPYC \(default\)" is also in .*a\.yaml/)
+  t.same(dup.boots.map(b => b.name), ['qemu: linux-6.1 EPYC (default)'])
+  t.match(dup.errors[0], /b\.yaml: boot "qemu: linux-6\.1 EPYC \(default\)" is also in .*a\.yaml/)
+  fs.writeFileSync(path.join(d, 'b.yaml'), ok.replace('package: linux-image-amd64', 'package: linux-image-6.1.0-9-amd64').replace('EPYC', 'Haswell'))
+  t.match(loadQemuMatrix([d]).errors[0], /b\.yaml: kernel 6\.1 is .*linux-image-6\.1\.0-9-amd64.* here but .*linux-image-amd64.* in .*a\.yaml/)
 })
 
 t.test('set selection: CI=true picks the CI set', async t => {
@@ -88,7 +106,13 @@ t.test('unavailable pieces are named', async t => {
 
 // --- runQemuTier with injected build and boot -------------------------------------------------
 const recorded = loadRecordedBoot('skylake-server-lfence-bhi-off')
-const boot: QemuBoot = { name: bootName(recorded.cpu, recorded.append), cpu: recorded.cpu, append: recorded.append, ci: true, vcpus: 2, file: 'x.yaml', vmm: 'stock' }
+const kernel: KernelSpec = { id: '6.1', suite: 'bookworm', package: 'linux-image-amd64' }
+const boot: QemuBoot = { name: bootName('6.1', recorded.cpu, recorded.append), cpu: recorded.cpu, append: recorded.append, ci: true, vcpus: 2, file: 'x.yaml', vmm: 'stock', kernel }
+const resolved: Resolution = {
+  ok: true,
+  kernel: { id: '6.1', release: '6.1.0-57-amd64', vmlinuz: '/vmlinuz', modulesDir: '/m/6.1.0-57-amd64', config: '/config-6.1.0-57-amd64', origin: { suite: 'bookworm', package: 'linux-image-amd64', version: '6.1.192-3', debs: [] } },
+}
+const resolveKernel = (): Resolution => resolved
 const image: ImageBuild = { ok: true, image: '/img', kernel: '/vmlinuz', key: 'k', cacheHit: true, ms: 5, log: '' }
 function fakeBoot(over: Partial<BootResult> = {}, sections = sectionMap(recorded)) {
   const calls: BootOptions[] = []
@@ -108,22 +132,23 @@ const paths = { agent: '/a.mjs', script: '/s.sh', cacheDir: '/c' }
 t.test('a recorded good boot: one passing subtest with its boot-to-verdict time as a comment', async t => {
   const b = fakeBoot()
   let builds = 0
-  const deps: TierDeps = { build: () => { builds++; return image }, boot: b.fn }
+  const deps: TierDeps = { resolveKernel, build: () => { builds++; return image }, boot: b.fn }
   const r = await runQemuTier({ boots: [boot, { ...boot, name: boot.name + ' again' }], paths, deps })
   t.equal(builds, 1, 'image built once for all boots')
   t.same(b.calls.map(c => [c.cpu, c.append, c.smp, c.accel, c.image, c.kernel]), [[boot.cpu, boot.append, 2, 'tcg', '/img', '/vmlinuz'], [boot.cpu, boot.append, 2, 'tcg', '/img', '/vmlinuz']])
   t.same(r.rows.map(x => [x.status, x.seconds, x.guestDoneS]), [['pass', 16.5, 12.27], ['pass', 16.5, 12.27]])
   const tap = tapDocument(r.points)
-  t.match(tap, /^# boot-to-verdict 16\.5 s \(QEMU start to exit; guest uptime at its last section 12\.27 s\)\n# Subtest: qemu: Skylake-Server spectre_v2=retpoline,lfence spectre_bhi=off\n/m)
-  t.match(tap, /^ok 1 - qemu: Skylake-Server spectre_v2=retpoline,lfence spectre_bhi=off$/m)
+  t.match(tap, /^# kernel 6\.1\.0-57-amd64 \(bookworm linux-image-amd64 6\.1\.192-3\)\n# boot-to-verdict 16\.5 s \(QEMU start to exit; guest uptime at its last section 12\.27 s\)\n# Subtest: qemu: linux-6\.1 Skylake-Server spectre_v2=retpoline,lfence spectre_bhi=off\n/m)
+  t.match(tap, /^ok 1 - qemu: linux-6\.1 Skylake-Server spectre_v2=retpoline,lfence spectre_bhi=off$/m)
+  t.same(r.rows[0]!.kernel, { id: '6.1', version: '6.1.0-57-amd64', origin: resolved.ok && resolved.kernel.origin }, 'the JSON row carries the kernel version and origin')
   t.equal(fs.existsSync(b.dir), false, "a passing boot's logs are removed")
-  t.match(qemuTable(r.rows), /pass {2}16\.5s {2}qemu: Skylake-Server .* \| Vulnerable: LFENCE; .*BHI: Vulnerable \| agent lfence\/vulnerable \| predicted lfence\/vulnerable/)
+  t.match(qemuTable(r.rows), /pass {2}16\.5s {2}qemu: linux-6\.1 Skylake-Server .* \| 6\.1\.0-57-amd64 \| Vulnerable: LFENCE; .*BHI: Vulnerable \| agent lfence\/vulnerable \| predicted lfence\/vulnerable/)
   t.match(qemuTable(r.rows), /2 boots: 2 pass, 0 fail, 0 skip, boot-to-verdict 16\.5-16\.5 s/)
 })
 
 t.test('a boot that times out fails with the error and keeps its logs', async t => {
   const b = fakeBoot({ ok: false, error: 'no poweroff within 180000 ms: QEMU killed', timedOut: true }, new Map())
-  const r = await runQemuTier({ boots: [boot], paths, deps: { build: () => image, boot: b.fn } })
+  const r = await runQemuTier({ boots: [boot], paths, deps: { resolveKernel, build: () => image, boot: b.fn } })
   t.equal(r.points[0]!.ok, false)
   t.same(r.points[0]!.sub![0]!.diag?.['error'], 'no poweroff within 180000 ms: QEMU killed')
   t.equal(r.rows[0]!.status, 'fail')
@@ -136,7 +161,7 @@ t.test("a wrong agent inside a boot fails the boot's subtest naming both values"
   const p = JSON.parse(s.get('probe')!.output)
   p.decision.expected.bhi = 'retpoline'
   s.set('probe', { ...s.get('probe')!, output: JSON.stringify(p) })
-  const r = await runQemuTier({ boots: [boot], paths, deps: { build: () => image, boot: fakeBoot({}, s).fn } })
+  const r = await runQemuTier({ boots: [boot], paths, deps: { resolveKernel, build: () => image, boot: fakeBoot({}, s).fn } })
   t.equal(r.rows[0]!.status, 'fail')
   t.match(r.rows[0]!.failed, [/^agent's prediction for Skylake-Server/])
   t.match(tapDocument(r.points), /predicted:\n\s+spectreV2: "lfence \(\\"Mitigation: LFENCE\\"\)"\n\s+bhi: "retpoline \(\\"BHI: Retpoline\\"\)"/)
@@ -146,9 +171,28 @@ t.test('unavailable tier: every boot SKIPs with the reason; a failed image build
   const s = await runQemuTier({ boots: [boot], unavailable: 'qemu-system-x86_64 not found (apt-get install qemu-system-x86)', paths })
   t.same(s.points, [{ ok: true, name: boot.name, skip: 'qemu tier unavailable here: qemu-system-x86_64 not found (apt-get install qemu-system-x86)' }])
   t.equal(s.rows[0]!.status, 'skip')
-  const f = await runQemuTier({ boots: [boot], paths, deps: { build: () => ({ ok: false, ms: 1, log: 'a\nb\n', error: 'build-initramfs.sh exited 2: no kernel' }), boot: fakeBoot().fn } })
-  t.same([f.points[0]!.ok, f.points[0]!.diag?.['error'], f.rows[0]!.status], [false, 'build-initramfs.sh exited 2: no kernel', 'fail'])
+  const f = await runQemuTier({ boots: [boot], paths, deps: { resolveKernel, build: () => ({ ok: false, ms: 1, log: 'a\nb\n', error: 'build-initramfs.sh exited 2: no kernel' }), boot: fakeBoot().fn } })
+  t.same([f.points[0]!.ok, f.points[0]!.diag?.['error'], f.rows[0]!.status], [false, 'image build: build-initramfs.sh exited 2: no kernel', 'fail'])
   t.same(await runQemuTier({ boots: [], paths }), { points: [], rows: [] })
+  const gone = await runQemuTier({ boots: [boot], paths, deps: { resolveKernel: () => ({ ok: false, kind: 'input', error: 'kernel 6.1 (bookworm linux-image-6.1.0-9-amd64): package linux-image-6.1.0-9-amd64 is not in bookworm' }), build: () => image, boot: fakeBoot().fn } })
+  t.same([gone.points[0]!.ok, gone.rows[0]!.error], [false, 'kernel input error: kernel 6.1 (bookworm linux-image-6.1.0-9-amd64): package linux-image-6.1.0-9-amd64 is not in bookworm'], 'a vanished kernel fails its boots, naming the package')
+})
+
+t.test('kernel deaths: expected deaths pass only with their line; an unexpected death fails with the console line', async t => {
+  const line = 'WARNING: arch/x86/kernel/alternative.c:745 at apply_retpolines+0x5e5/0x6d0, CPU#0: swapper/0/0'
+  const death = { line, lines: ['Spectre V2 something', line] }
+  const r = { consoleLog: '/c.log' }
+  const expected = { death: 'WARNING: arch/x86/kernel/alternative.c:745 at apply_retpolines' }
+  t.equal(deathOutcome(expected, { ...r, death, error: `kernel died before /init: ${line}` })!.point.ok, true, 'died with the known line: pass')
+  t.equal(deathOutcome(expected, { ...r, death: { line: 'Kernel panic - not syncing: x', lines: ['Kernel panic - not syncing: x'] } })!.point.ok, false, 'died differently: fail')
+  t.equal(deathOutcome(expected, r)!.point.ok, false, 'booted: fail')
+  const u = deathOutcome({}, { ...r, death, error: `kernel died before /init: ${line}` })!.point
+  t.same([u.ok, u.diag?.['error']], [false, `kernel died before /init: ${line}`])
+  t.equal(deathOutcome({}, r), undefined, 'no death, none expected: the usual checks')
+  const b = fakeBoot({ ok: false, death, error: `kernel died before /init: ${line}` }, new Map())
+  const tr = await runQemuTier({ boots: [{ ...boot, ...expected }], paths, deps: { resolveKernel, build: () => image, boot: b.fn } })
+  t.same([tr.rows[0]!.status, tr.rows[0]!.death], ['pass', { line, expected: expected.death }])
+  t.match(qemuTable(tr.rows), /died: WARNING: arch\/x86\/kernel\/alternative\.c:745 at apply_retpolines/)
 })
 
 // --- `scenarios run` wiring (no boot: the filter selects none, or the input is rejected) -------
@@ -162,17 +206,17 @@ t.test('scenarios run: a qemu dir next to the cases dir is the matrix; bad files
   fs.mkdirSync(path.join(d, 'cases'))
   fs.mkdirSync(path.join(d, 'qemu'))
   fs.copyFileSync(path.join(builtinCasesDir()!, 'bhi-no-host.yaml'), path.join(d, 'cases', 'bhi-no-host.yaml'))
-  fs.writeFileSync(path.join(d, 'qemu', 'm.yaml'), 'description: d\nsource: s\nmodels: [{ cpu: EPYC }]\ncmdlines: [{ append: "spectre_bhi=on" }]\n')
+  fs.writeFileSync(path.join(d, 'qemu', 'm.yaml'), 'description: d\nsource: s\nkernels: [{ id: "6.1", suite: bookworm, package: linux-image-amd64 }]\nmodels: [{ cpu: EPYC }]\ncmdlines: [{ append: "spectre_bhi=on" }]\n')
   // The filter matches the sim run only: no boot starts, and the qemu runs of cases SKIP with the reason.
   t.equal(await main([path.join(d, 'cases'), '--tier', 'all', '--filter', 'bhi-no-host', '--json'], { io, isTTY: false }), 0)
   const j = JSON.parse(out.out)
   t.same(j.runs.map((r: { tier: string; status: string }) => [r.tier, r.status]), [['sim', 'pass'], ['kvm', j.runs[1].status], ['qemu', 'skip']])
   t.match(j.runs[2].skip, /scenario runs on sim, kvm only/, 'cases default to sim and kvm')
   t.equal(j.qemu, undefined, 'no boot selected: no qemu section')
-  fs.writeFileSync(path.join(d, 'qemu', 'm.yaml'), 'description: d\nsource: s\nmodels: [{ cpu: EPYC, bogus: 1 }]\ncmdlines: [{ append: "x" }]\n')
+  fs.writeFileSync(path.join(d, 'qemu', 'm.yaml'), 'description: d\nsource: s\nkernels: [{ id: "6.1", suite: bookworm, package: linux-image-amd64 }]\nmodels: [{ cpu: EPYC, bogus: 1 }]\ncmdlines: [{ append: "x" }]\n')
   const e = await main([path.join(d, 'cases'), '--tier', 'qemu'], { io, isTTY: false }).then(() => undefined, x => x)
   t.ok(e instanceof InputError)
-  t.match((e as Error).message, /bad qemu matrix file:\n.*m\.yaml:3:\d+: models\.0: Unrecognized key/)
+  t.match((e as Error).message, /bad qemu matrix file:\n.*m\.yaml:4:\d+: models\.0: Unrecognized key/)
   const u = await main(['--tier', 'qemu', '--qemu-set', 'most'], { io, isTTY: false }).then(() => undefined, x => x)
   t.ok(u instanceof UsageError)
 })

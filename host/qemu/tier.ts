@@ -1,8 +1,11 @@
 // The qemu tier of `virtmiti scenarios run` (issue 7, DESIGN.md test tier 4): the matrix in
 // scenarios/qemu/*.yaml (CPU models x kernel command lines), one image build, then one boot
 // at a time (two TCG guests at once overload a 2-core machine), each boot a TAP subtest
-// "qemu: <model> <cmdline>" with the checks of host/qemu/checks.ts and its boot-to-verdict time.
-// Missing QEMU, kernel or agent bundle: every boot SKIPs with the reason, never a fake pass.
+// "qemu: linux-<kernel> <model> <cmdline>" with the checks of host/qemu/checks.ts and its boot-to-verdict time.
+// Kernels are data (issue 15): each file's `kernels` list, resolved by host/qemu/kernels.ts (one
+// image per kernel); every boot records the kernel's version and origin. A known death (`deaths`)
+// is the expected outcome of its boots.
+// Missing QEMU or agent bundle: every boot SKIPs with the reason, never a fake pass.
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -12,9 +15,11 @@ import type { TapPoint } from '../../bin/lib/tap.js'
 import { packageRoot } from '../runner/catalog.js'
 import { bootGuest, type Accel, type BootOptions, type BootResult } from './boot.js'
 import { checkBoot, type BootFacts } from './checks.js'
-import { buildImage, type ImageBuild } from './image.js'
+import { deathMatches } from './death.js'
+import { buildImage, type ImageBuild, type ImageKernel } from './image.js'
+import { bootKernel, originText, resolveKernel, type BootKernel, type KernelSpec, type Resolution } from './kernels.js'
 import { buildUdevImage, udevOverlayScript } from './udev-image.js'
-import { QemuMatrixDoc, type PatchedBootSpec } from './matrix-doc.js'
+import { QemuMatrixDoc, type KernelDoc, type PatchedBootSpec } from './matrix-doc.js'
 import { catalogHostCaps, hotplugBootArgs, newUuid, patchedCpuProps, patchedHeld, patchedPoints, resolveBootVmm, type HotplugSide, type MigrationResult, type PatchedRun, type SideResult } from './patched.js'
 import { hex } from '../../contract/bits.js'
 
@@ -22,19 +27,23 @@ export { QemuMatrixDoc, type PatchedBootSpec } from './matrix-doc.js'
 export interface QemuBoot {
   name: string; cpu: string; append: string[]; ci: boolean; vcpus: number; file: string
   vmm: 'stock' | 'patched'
+  /** The guest kernel, as the matrix names it. */
+  kernel: KernelSpec
+  /** A known death (the matrix's `deaths`): the boot passes only if the kernel dies with this line. */
+  death?: string
   /** vmm patched only. */
   patched?: PatchedBootSpec
 }
 export type QemuSet = 'ci' | 'full'
 
-/** "qemu: <model> <cmdline>" (the TAP subtest name, matched by --filter). */
-export const bootName = (cpu: string, append: readonly string[]): string => `qemu: ${cpu} ${append.join(' ') || '(default)'}`
+/** "qemu: linux-<kernel> <model> <cmdline>" (the TAP subtest name, matched by --filter). */
+export const bootName = (kernel: string, cpu: string, append: readonly string[]): string => `qemu: linux-${kernel} ${cpu} ${append.join(' ') || '(default)'}`
 
-/** "qemu-patched: <cpu>[,props] on <host> <cmdline>[ fault <id>][ -> <host>]". */
-export function patchedBootName(b: PatchedBootSpec): string {
+/** "qemu-patched: linux-<kernel> <cpu>[,props] on <host> <cmdline>[ fault <id>][ -> <host>]". */
+export function patchedBootName(b: PatchedBootSpec, kernel: string): string {
   const cpu = [b.cpu, ...(b.props ?? [])].join(',')
   const force = b.force ? ` force ${hex(b.force.mask)}/${hex(b.force.value)}` : ''
-  return `qemu-patched: ${cpu} on ${b.host}${b.vmm ? ` vmm ${b.vmm}` : ''} ${b.append.split(' ').filter(Boolean).join(' ') || '(default)'}${b.fault ? ` fault ${b.fault}` : ''}${force}${b.migrateTo ? ` -> ${b.migrateTo}` : ''}${b.hotplug ? ` hotplug +${b.hotplug}` : ''}`
+  return `qemu-patched: linux-${kernel} ${cpu} on ${b.host}${b.vmm ? ` vmm ${b.vmm}` : ''} ${b.append.split(' ').filter(Boolean).join(' ') || '(default)'}${b.fault ? ` fault ${b.fault}` : ''}${force}${b.migrateTo ? ` -> ${b.migrateTo}` : ''}${b.hotplug ? ` hotplug +${b.hotplug}` : ''}`
 }
 
 export function parseQemuMatrix(text: string, file: string): { boots: QemuBoot[]; errors: string[] } {
@@ -53,25 +62,39 @@ export function parseQemuMatrix(text: string, file: string): { boots: QemuBoot[]
   }
   const m = r.data
   const boots: QemuBoot[] = []
-  for (const model of m.models ?? []) {
-    for (const c of m.cmdlines ?? []) {
-      const append = c.append.split(' ').filter(Boolean)
-      boots.push({ name: bootName(model.cpu, append), cpu: model.cpu, append, ci: model.ci === true && c.ci === true, vcpus: m.vcpus ?? 2, file, vmm: 'stock' })
+  const death = (k: string, append: string[]): { death?: string } => {
+    const d = (m.deaths ?? []).find(x => x.kernel === k && x.append.split(' ').filter(Boolean).every(w => append.includes(w)))
+    return d ? { death: d.line } : {}
+  }
+  for (const k of m.kernels) {
+    for (const model of m.models ?? []) {
+      for (const c of m.cmdlines ?? []) {
+        const append = c.append.split(' ').filter(Boolean)
+        const ci = model.ci === true && (Array.isArray(c.ci) ? c.ci.includes(k.id) : c.ci === true && k.ci === true)
+        boots.push({ name: bootName(k.id, model.cpu, append), cpu: model.cpu, append, ci, vcpus: m.vcpus ?? 2, file, vmm: 'stock', kernel: kernelSpec(k), ...death(k.id, append) })
+      }
     }
   }
   const errors: string[] = []
-  for (const [k, b0] of (m.boots ?? []).entries()) {
+  for (const [i, b0] of (m.boots ?? []).entries()) {
     const append = b0.append.split(' ').filter(Boolean)
     // A `vmm:` definition becomes -cpu properties now: what QEMU cannot express is an input error.
     const b = resolveBootVmm(b0, m.vcpus ?? 2)
     if ('errors' in b) {
-      const p = lc.linePos((doc.getIn(['boots', k, 'vmm'], true) as { range?: [number, number, number] } | undefined)?.range?.[0] ?? 0)
-      errors.push(...b.errors.map(e => `${file}:${p.line}:${p.col}: boots.${k}.vmm: ${e}`))
+      const p = lc.linePos((doc.getIn(['boots', i, 'vmm'], true) as { range?: [number, number, number] } | undefined)?.range?.[0] ?? 0)
+      errors.push(...b.errors.map(e => `${file}:${p.line}:${p.col}: boots.${i}.vmm: ${e}`))
       continue
     }
-    boots.push({ name: patchedBootName(b), cpu: b.cpu, append, ci: b.ci === true, vcpus: m.vcpus ?? 2, file, vmm: 'patched', patched: b })
+    const k = m.kernels.find(x => x.id === (b.kernel ?? m.kernels[0]!.id))!
+    boots.push({ name: patchedBootName(b, k.id), cpu: b.cpu, append, ci: b.ci === true, vcpus: m.vcpus ?? 2, file, vmm: 'patched', patched: b, kernel: kernelSpec(k), ...death(k.id, append) })
   }
   return { boots: errors.length ? [] : boots, errors }
+}
+
+/** The matrix's kernel entry without its matrix-only fields (ci, note). */
+export function kernelSpec(k: KernelDoc): KernelSpec {
+  if ('file' in k) return { id: k.id, file: k.file }
+  return { id: k.id, suite: k.suite, package: k.package, ...(k.version ? { version: k.version } : {}) }
 }
 
 /** Every *.yaml in the directories (sorted), boots in file order; duplicate boot names are errors. */
@@ -79,12 +102,17 @@ export function loadQemuMatrix(dirs: readonly string[]): { boots: QemuBoot[]; er
   const boots: QemuBoot[] = []
   const errors: string[] = []
   const seen = new Map<string, string>()
+  const kernels = new Map<string, { spec: string; file: string }>()
   for (const d of dirs) {
     const files = fs.statSync(d).isDirectory() ? fs.readdirSync(d).filter(f => /\.ya?ml$/.test(f)).sort().map(f => path.join(d, f)) : [d]
     for (const f of files) {
       const r = parseQemuMatrix(fs.readFileSync(f, 'utf8'), f)
       errors.push(...r.errors)
       for (const b of r.boots) {
+        // One kernel id names one kernel across files (the tier resolves and images it once).
+        const spec = JSON.stringify(b.kernel), k = kernels.get(b.kernel.id)
+        if (k && k.spec !== spec) { errors.push(`${f}: kernel ${b.kernel.id} is ${spec} here but ${k.spec} in ${k.file}`); continue }
+        if (!k) kernels.set(b.kernel.id, { spec, file: f })
         const other = seen.get(b.name)
         if (other) { errors.push(`${f}: boot "${b.name}" is also in ${other}`); continue }
         seen.set(b.name, f)
@@ -106,14 +134,26 @@ export function builtinQemuDir(): string | undefined {
 }
 
 // --- what the tier needs ---------------------------------------------------------------------
-export interface TierPaths { agent: string; script: string; cacheDir: string; patchedScript?: string }
+export interface TierPaths { agent: string; script: string; cacheDir: string; patchedScript?: string; fetchScript?: string }
 
 export function tierPaths(root = packageRoot()): TierPaths | undefined {
   if (!root) return undefined
   return {
     agent: path.join(root, 'dist', 'virtmiti-guest.mjs'), script: path.join(root, 'host', 'qemu', 'image', 'build-initramfs.sh'), cacheDir: path.join(root, '.cache', 'qemu'),
-    patchedScript: path.join(root, 'host', 'qemu', 'build-patched.sh'),
+    patchedScript: path.join(root, 'host', 'qemu', 'build-patched.sh'), fetchScript: path.join(root, 'host', 'qemu', 'fetch-kernel.sh'),
   }
+}
+
+/**
+ * The first kernel of the built-in matrix, from the kernel cache only (no network): what tests
+ * that boot one real kernel use; they SKIP with the error when `.ci/setup` has not fetched it.
+ */
+export function cachedMatrixKernel(): Resolution {
+  const dir = builtinQemuDir()
+  const m = dir ? loadQemuMatrix([path.join(dir, 'matrix.yaml')]) : { boots: [], errors: ['scenarios/qemu not found'] }
+  const b = m.boots[0]
+  if (!b) return { ok: false, kind: 'input', error: m.errors[0] ?? 'no boots in scenarios/qemu/matrix.yaml' }
+  return resolveKernel(b.kernel, { cachedOnly: true })
 }
 
 /** The patched QEMU built for the current patch series (never builds: `.ci/setup` does), or why not. */
@@ -136,10 +176,7 @@ export function qemuVersion(qemu: string): string | undefined {
 export function qemuTierUnavailable(p: TierPaths | undefined, qemu = 'qemu-system-x86_64'): string | undefined {
   const v = spawnSync(qemu, ['--version'], { stdio: 'ignore' })
   if (v.error || v.status !== 0) return `${qemu} not found (apt-get install qemu-system-x86)`
-  const kernels = fs.existsSync('/boot') ? fs.readdirSync('/boot').filter(f => f.startsWith('vmlinuz-')) : []
-  if (kernels.length === 0) return 'no /boot/vmlinuz-* (apt-get install linux-image-amd64)'
-  const unreadable = kernels.filter(k => { try { fs.accessSync(`/boot/${k}`, fs.constants.R_OK); return false } catch { return true } })
-  if (unreadable.length === kernels.length) return `/boot/${unreadable[0]} not readable (run as root)`
+  // Kernels are the matrix's (host/qemu/kernels.ts): one that cannot be had fails its boots, loudly.
   if (!p) return 'package root (scenarios/cases) not found next to this program'
   if (!fs.existsSync(p.script)) return `${p.script} not found (run from a checkout)`
   if (!fs.existsSync(p.agent)) return `${p.agent} not built (make bundle)`
@@ -149,6 +186,10 @@ export function qemuTierUnavailable(p: TierPaths | undefined, qemu = 'qemu-syste
 // --- running it ------------------------------------------------------------------------------
 export interface BootRow {
   name: string; cpu: string; append: string[]; status: 'pass' | 'fail' | 'skip'
+  /** The guest kernel: its release and where it came from (host/qemu/kernels.ts). */
+  kernel?: BootKernel
+  /** A kernel that died before /init: the console's last WARNING/panic/Oops line, and whether the matrix expected it. */
+  death?: { line: string; expected?: string }
   /** Spawn to QEMU exit: the guest powers off after its last section, so this is boot to verdict. */
   seconds?: number
   guestDoneS?: number
@@ -163,13 +204,14 @@ export interface BootRow {
 }
 
 export interface TierDeps {
-  build: (agent: string, cacheDir: string, script: string) => ImageBuild
+  build: (agent: string, kernel: ImageKernel, cacheDir: string, script: string) => ImageBuild
   boot: (o: BootOptions) => Promise<BootResult>
   findPatched?: (script: string | undefined) => { path: string } | { unavailable: string }
+  resolveKernel?: (k: KernelSpec) => Resolution
   /** The udev image of hot-plug boots (host/qemu/udev-image.ts). */
   buildUdev?: (agent: string, baseImage: string, cacheDir: string, script: string) => ImageBuild
 }
-const realDeps: TierDeps = { build: (a, c, s) => buildImage(a, c, process.env, s), boot: bootGuest, findPatched: s => findPatchedQemu(s), buildUdev: (a, b, c, s) => buildUdevImage(a, b, c, s) }
+const realDeps: TierDeps = { build: (a, k, c, s) => buildImage(a, k, c, process.env, s), boot: bootGuest, findPatched: s => findPatchedQemu(s), buildUdev: (a, b, c, s) => buildUdevImage(a, b, c, s) }
 
 export interface TierOptions {
   boots: readonly QemuBoot[]
@@ -184,9 +226,13 @@ export interface TierOptions {
   deps?: TierDeps
 }
 
-export interface TierResult { points: TapPoint[]; rows: BootRow[]; image?: { path?: string; key?: string; cacheHit?: boolean; ms: number } }
+export interface TierImage { kernel: string; path?: string; key?: string; cacheHit?: boolean; ms: number }
+export interface TierResult { points: TapPoint[]; rows: BootRow[]; image?: TierImage[] }
 
 const sec1 = (ms: number) => Math.round(ms / 100) / 10
+
+/** One kernel's image for the tier: resolved + built once per kernel id, or why not. */
+type KernelImage = { ok: true; kernel: BootKernel; image: string; vmlinuz: string } | { ok: false; error: string; log?: string[] }
 
 export async function runQemuTier(o: TierOptions): Promise<TierResult> {
   const deps = o.deps ?? realDeps
@@ -197,15 +243,24 @@ export async function runQemuTier(o: TierOptions): Promise<TierResult> {
   if (o.boots.length === 0) return { points: [], rows: [] }
   if (o.unavailable) return skipAll(`qemu tier unavailable here: ${o.unavailable}`)
   if (!o.paths) return skipAll('qemu tier unavailable here: package root not found')
-  const img = deps.build(o.paths.agent, o.paths.cacheDir, o.paths.script)
-  const image = { ...(img.image ? { path: img.image } : {}), ...(img.key ? { key: img.key } : {}), ...(img.cacheHit !== undefined ? { cacheHit: img.cacheHit } : {}), ms: Math.round(img.ms) }
-  if (!img.ok || !img.image || !img.kernel) {
-    const diag = { error: img.error ?? 'no image', log: img.log.trim().split('\n').slice(-6) }
-    return {
-      image,
-      points: o.boots.map(b => ({ ok: false, name: b.name, diag })),
-      rows: o.boots.map(b => ({ name: b.name, cpu: b.cpu, append: b.append, status: 'fail', error: `image build: ${diag.error}` })),
+  const paths = o.paths
+  const images: TierImage[] = []
+  const byKernel = new Map<string, KernelImage>()
+  const imageFor = (spec: KernelSpec): KernelImage => {
+    const have = byKernel.get(spec.id)
+    if (have) return have
+    // The bundled CLI (dist/chunks/) finds the repository's fetch-kernel.sh from the package root.
+    const res = deps.resolveKernel ? deps.resolveKernel(spec) : resolveKernel(spec, paths.fetchScript ? { script: paths.fetchScript } : {})
+    let ki: KernelImage
+    if (!res.ok) ki = { ok: false, error: `kernel ${res.kind === 'input' ? 'input' : 'infrastructure'} error: ${res.error}` }
+    else {
+      const img = deps.build(paths.agent, res.kernel, paths.cacheDir, paths.script)
+      images.push({ kernel: spec.id, ...(img.image ? { path: img.image } : {}), ...(img.key ? { key: img.key } : {}), ...(img.cacheHit !== undefined ? { cacheHit: img.cacheHit } : {}), ms: Math.round(img.ms) })
+      ki = img.ok && img.image ? { ok: true, kernel: bootKernel(res.kernel), image: img.image, vmlinuz: res.kernel.vmlinuz }
+        : { ok: false, error: `image build: ${img.error ?? 'no image'}`, log: img.log.trim().split('\n').slice(-6) }
     }
+    byKernel.set(spec.id, ki)
+    return ki
   }
   const points: TapPoint[] = []
   const rows: BootRow[] = []
@@ -213,44 +268,67 @@ export async function runQemuTier(o: TierOptions): Promise<TierResult> {
   const stockVersion = o.boots.some(b => b.vmm === 'stock') ? qemuVersion('qemu-system-x86_64') : undefined
   const patchedBin = o.boots.some(b => b.vmm === 'patched') ? (deps.findPatched ?? (() => ({ unavailable: 'no patched-QEMU finder' })))(o.paths.patchedScript) : undefined
   for (const [k, b] of o.boots.entries()) {
+    const ki = imageFor(b.kernel)
+    if (!ki.ok) {
+      points.push({ ok: false, name: b.name, diag: { error: ki.error, ...(ki.log ? { log: ki.log } : {}) } })
+      rows.push({ name: b.name, cpu: b.cpu, append: b.append, status: 'fail', error: ki.error })
+      o.progress?.(k + 1, o.boots.length, b.name)
+      continue
+    }
     const workDir = o.keepDir ? path.join(o.keepDir, b.name.replace(/^qemu(-patched)?: /, '').replace(/[^A-Za-z0-9_.,=-]+/g, '_')) : undefined
     if (b.vmm === 'patched') {
-      const r = await runPatchedBoot(b, { image: img.image, kernel: img.kernel }, patchedBin, deps, o, workDir)
+      const r = await runPatchedBoot(b, ki, patchedBin, deps, o, workDir)
       points.push(r.point); rows.push(r.row)
       o.progress?.(k + 1, o.boots.length, b.name)
       continue
     }
-    const r = await deps.boot({ image: img.image, kernel: img.kernel, cpu: b.cpu, append: b.append, smp: b.vcpus, accel, timeoutMs: o.timeoutMs ?? 180_000, ...(workDir ? { workDir } : {}) })
+    const r = await deps.boot({ image: ki.image, kernel: ki.vmlinuz, cpu: b.cpu, append: b.append, smp: b.vcpus, accel, timeoutMs: o.timeoutMs ?? 180_000, ...(workDir ? { workDir } : {}) })
     const seconds = sec1(r.wallMs)
+    const died = deathOutcome(b, r)
+    const c = died ? undefined : checkBoot(r.sections, { cpu: b.cpu, append: b.append, accel: r.accel, vcpus: b.vcpus })
     const bootPoint: TapPoint = {
       ok: r.ok, name: `QEMU boots, /init sends every section and powers off (${r.accel})`,
       ...(r.ok ? {} : { diag: { error: r.error ?? 'boot failed', console: r.consoleLog, frames: r.framesLog, qemuStderr: r.qemuStderr.trim().split('\n').slice(-4) } }),
     }
-    const c = checkBoot(r.sections, { cpu: b.cpu, append: b.append, accel: r.accel, vcpus: b.vcpus })
-    const sub = [bootPoint, ...c.points]
+    const sub = died ? [died.point] : [bootPoint, ...c!.points]
     const ok = sub.every(p => p.ok || p.skip !== undefined)
-    const comments = [`boot-to-verdict ${seconds.toFixed(1)} s (QEMU start to exit${r.frames.done?.uptimeS !== undefined ? `; guest uptime at its last section ${r.frames.done.uptimeS} s` : ''})`, ...r.notes]
+    const comments = [`kernel ${originText(ki.kernel)}`, `boot-to-verdict ${seconds.toFixed(1)} s (QEMU start to exit${r.frames.done?.uptimeS !== undefined ? `; guest uptime at its last section ${r.frames.done.uptimeS} s` : ''})`, ...r.notes]
     if (!ok) comments.push(`logs kept: ${path.dirname(r.consoleLog)}`)
     points.push({ ok, name: b.name, sub, comments })
     const failed = sub.filter(p => !p.ok && p.skip === undefined).map(p => p.name)
     rows.push({
-      name: b.name, cpu: b.cpu, append: b.append, status: ok ? 'pass' : 'fail', seconds, ...(r.frames.done?.uptimeS !== undefined ? { guestDoneS: r.frames.done.uptimeS } : {}),
-      facts: c.facts, vmm: { kind: 'stock', ...(stockVersion ? { version: stockVersion } : {}) }, ...(failed.length ? { failed } : {}), ...(r.error ? { error: r.error } : {}),
+      name: b.name, cpu: b.cpu, append: b.append, status: ok ? 'pass' : 'fail', kernel: ki.kernel, seconds, ...(r.frames.done?.uptimeS !== undefined ? { guestDoneS: r.frames.done.uptimeS } : {}),
+      ...(c ? { facts: c.facts } : {}), ...(r.death || b.death ? { death: { line: r.death?.line ?? '(none: the kernel reached /init)', ...(b.death ? { expected: b.death } : {}) } } : {}),
+      vmm: { kind: 'stock', ...(stockVersion ? { version: stockVersion } : {}) }, ...(failed.length ? { failed } : {}), ...(r.error ? { error: r.error } : {}),
     })
     // Logs of passing boots go unless asked to keep them (a boot writes ~100 kB).
     if (ok && !o.keepDir && !workDir) fs.rmSync(path.dirname(r.consoleLog), { recursive: true, force: true })
     o.progress?.(k + 1, o.boots.length, b.name)
   }
-  return { points, rows, image }
+  return { points, rows, ...(images.length ? { image: images } : {}) }
+}
+
+/**
+ * A boot with a known death in the matrix passes only if the kernel died with that line; a boot
+ * without one that died fails with the console's line (never "no @@virtmiti-done line").
+ * undefined: the boot has no expected death and the kernel reached /init (the usual checks apply).
+ */
+export function deathOutcome(b: Pick<QemuBoot, 'death'>, r: Pick<BootResult, 'death' | 'error' | 'consoleLog'>): { point: TapPoint } | undefined {
+  if (b.death !== undefined) {
+    const ok = deathMatches(r.death, b.death)
+    return { point: { ok, name: `known death: the kernel dies before /init with "${b.death}"`, ...(ok ? {} : { diag: { expected: b.death, observed: r.death?.lines ?? (r.error ? `no death: ${r.error}` : 'no death: the kernel reached /init'), console: r.consoleLog } }) } }
+  }
+  if (r.death) return { point: { ok: false, name: 'the kernel reaches /init', diag: { error: r.error, deathLines: r.death.lines, console: r.consoleLog } } }
+  return undefined
 }
 
 /** Firmware for the patched build: Debian's qemu-system-data and seabios (KVM-NOTES.md "Building QEMU"). */
 export const PATCHED_DATA_DIRS = ['/usr/share/qemu', '/usr/share/seabios']
 
 /** One boot under the patched QEMU: boot with the guest held, QMP state + host check (+ migration). */
-async function runPatchedBoot(b: QemuBoot, img: { image: string; kernel: string }, bin: { path: string } | { unavailable: string } | undefined, deps: TierDeps, o: TierOptions, workDir: string | undefined): Promise<{ point: TapPoint; row: BootRow }> {
+async function runPatchedBoot(b: QemuBoot, img: Extract<KernelImage, { ok: true }>, bin: { path: string } | { unavailable: string } | undefined, deps: TierDeps, o: TierOptions, workDir: string | undefined): Promise<{ point: TapPoint; row: BootRow }> {
   const spec = b.patched!
-  const base = { name: b.name, cpu: b.cpu, append: b.append }
+  const base = { name: b.name, cpu: b.cpu, append: b.append, kernel: img.kernel }
   if (!bin || 'unavailable' in bin) {
     const why = bin && 'unavailable' in bin ? bin.unavailable : 'patched QEMU not found'
     return { point: { ok: true, name: b.name, skip: why }, row: { ...base, status: 'skip', skip: why, vmm: { kind: 'patched' } } }
@@ -275,22 +353,23 @@ async function runPatchedBoot(b: QemuBoot, img: { image: string; kernel: string 
     hot = hotplugBootArgs(b.vcpus, spec.hotplug)
   }
   const opts: BootOptions = {
-    image, kernel: img.kernel, cpu: b.cpu, cpuProps: patchedCpuProps(spec, caps), append: b.append, smp: b.vcpus,
+    image, kernel: img.vmlinuz, cpu: b.cpu, cpuProps: patchedCpuProps(spec, caps), append: b.append, smp: b.vcpus,
     accel: 'tcg', timeoutMs: o.timeoutMs ?? 240_000, qemu: bin.path, dataDirs: PATCHED_DATA_DIRS, uuid: newUuid(), ...(workDir ? { workDir } : {}),
     ...(hot ? { maxCpus: hot.maxCpus, extraArgs: hot.extraArgs } : {}),
   }
   opts.held = patchedHeld(spec, bin.path, () => opts, caps, destCaps, sides, hot?.eventsLog)
   const r = await deps.boot(opts)
   const seconds = sec1(r.wallMs)
+  const died = deathOutcome(b, r)
   const bootPoint: TapPoint = {
     ok: r.ok, name: `patched QEMU boots, /init sends every section, holds for QMP, quits (${r.accel})`,
     ...(r.ok ? {} : { diag: { error: r.error ?? 'boot failed', console: r.consoleLog, frames: r.framesLog, qemuStderr: r.qemuStderr.trim().split('\n').slice(-4) } }),
   }
   const pr = patchedPoints(spec, r, b.vcpus, b.append, sides, bin.path)
-  const sub = [bootPoint, ...pr.points]
+  const sub = died ? [died.point] : [bootPoint, ...pr.points]
   const ok = sub.every(p => p.ok || p.skip !== undefined)
   const hm = sides.hot?.result.ms
-  const comments = [`boot-to-verdict ${seconds.toFixed(1)} s (QEMU start to quit, QMP reads${spec.migrateTo ? ', migration' : ''}${spec.hotplug ? ', hot-plug' : ''} and host check included${sides.mig?.ms !== undefined ? `; migration ${sides.mig.ms} ms` : ''}${hm ? `; device_add to: QEMU lists the vCPU ${hm.qemu ?? '-'} ms, QOM CTRL written ${hm.ctrl ?? '-'} ms, guest unit result ${hm.unit ?? '-'} ms` : ''})`, ...r.notes]
+  const comments = [`kernel ${originText(img.kernel)}`, `boot-to-verdict ${seconds.toFixed(1)} s (QEMU start to quit, QMP reads${spec.migrateTo ? ', migration' : ''}${spec.hotplug ? ', hot-plug' : ''} and host check included${sides.mig?.ms !== undefined ? `; migration ${sides.mig.ms} ms` : ''}${hm ? `; device_add to: QEMU lists the vCPU ${hm.qemu ?? '-'} ms, QOM CTRL written ${hm.ctrl ?? '-'} ms, guest unit result ${hm.unit ?? '-'} ms` : ''})`, ...r.notes]
   if (!ok) comments.push(`logs kept: ${path.dirname(r.consoleLog)}`)
   const failed = sub.filter(p => !p.ok && p.skip === undefined).map(p => p.name)
   const { vmm, ...extra } = pr.extra
@@ -299,7 +378,8 @@ async function runPatchedBoot(b: QemuBoot, img: { image: string; kernel: string 
     point: { ok, name: b.name, sub, comments },
     row: {
       ...base, status: ok ? 'pass' : 'fail', seconds, ...(r.frames.done?.uptimeS !== undefined ? { guestDoneS: r.frames.done.uptimeS } : {}),
-      facts: pr.facts, vmm, patched: extra, ...(failed.length ? { failed } : {}), ...(r.error ? { error: r.error } : {}),
+      facts: pr.facts, vmm, patched: extra, ...(r.death || b.death ? { death: { line: r.death?.line ?? '(none: the kernel reached /init)', ...(b.death ? { expected: b.death } : {}) } } : {}),
+      ...(failed.length ? { failed } : {}), ...(r.error ? { error: r.error } : {}),
     },
   }
 }
@@ -314,7 +394,8 @@ export function qemuTable(rows: readonly BootRow[]): string {
     const st = r.status === 'fail' ? 'FAIL' : r.status
     const p = r.patched
     const vmm = p ? ` | CTRL ${p.mitiCtrl?.join(',') ?? '-'} forced ${p.forced?.map(x => x.mask).join(',') ?? '-'} host check ${p.hostCheck?.verdict ?? '-'}${p.migration ? ` | -> ${p.migration.to}: forced ${p.migration.forced?.map(x => x.mask).join(',') ?? '-'} host check ${p.migration.hostCheck?.verdict ?? p.migration.error ?? '-'}` : ''}` : ''
-    return `${st.padEnd(4)} ${r.seconds !== undefined ? `${r.seconds.toFixed(1)}s`.padStart(6) : '     -'}  ${r.name}  | ${f?.kernelLine ?? r.skip ?? r.error ?? '-'} | ${agent} | ${pred}${vmm}`
+    const line = r.death ? `died: ${r.death.line}${r.death.expected ? ` (expected: ${r.death.expected})` : ''}` : f?.kernelLine ?? r.skip ?? r.error ?? '-'
+    return `${st.padEnd(4)} ${r.seconds !== undefined ? `${r.seconds.toFixed(1)}s`.padStart(6) : '     -'}  ${r.name}  | ${r.kernel?.version ?? '-'} | ${line} | ${agent} | ${pred}${vmm}`
   })
   const n = (s: BootRow['status']) => rows.filter(r => r.status === s).length
   const secs = rows.filter(r => r.seconds !== undefined).map(r => r.seconds!)

@@ -1,17 +1,18 @@
 #!/bin/sh
-# Build the live-Linux-guest initramfs (issue 7; DESIGN.md "Test tiers" 4) from Debian
-# packages already installed on this machine: linux-image-amd64 (msr + cpuid modules),
+# Build the live-Linux-guest initramfs (issue 7; DESIGN.md "Test tiers" 4) for one guest kernel
+# (issue 15: its msr + cpuid modules and config, from the root host/qemu/kernels.ts resolved),
 # busybox-static, nodejs (the node running here) and its shared libraries, msr-tools
 # (rdmsr/wrmsr), cpuid, plus the agent bundle and host/qemu/image/init.sh as /init.
 #
-# Usage: build-initramfs.sh OUTDIR AGENT_BUNDLE
+# Usage: build-initramfs.sh OUTDIR AGENT_BUNDLE MODULES_DIR CONFIG
 #   OUTDIR        cache directory (e.g. .cache/qemu); images are kept as
 #                 OUTDIR/initramfs-<key>.cpio with OUTDIR/initramfs-<key>.manifest beside it.
 #   AGENT_BUNDLE  single .mjs file, installed as /virtmiti-guest.mjs
-# Environment:
-#   VIRTMITI_KVER  kernel version to take modules from (default: newest /boot/vmlinuz-*
-#                  that has /lib/modules/<ver>; `uname -r` is the host's kernel, not the guest's)
-# Output: progress and the cache key on stderr; the image path, then the kernel path, on stdout.
+#   MODULES_DIR   the guest kernel's modules, .../modules/<release> (its name is the release):
+#                 kernel/arch/x86/kernel/{msr,cpuid}.ko, .ko.xz or .ko.zst
+#   CONFIG        the guest kernel's config, installed as /boot/config-<release>, where the agent
+#                 reads CONFIG_KVM and friends (guest/probe.ts)
+# Output: progress and the cache key on stderr; the image path on stdout.
 #
 # Reproducible: same inputs -> same bytes. The cache key is a sha256 over the kernel
 # version, this script, the strip version and every input file's sha256, mode and image path
@@ -24,10 +25,14 @@ export LC_ALL=C
 die() { echo "build-initramfs: error: $*" >&2; exit 2; }
 log() { echo "build-initramfs: $*" >&2; }
 
-[ $# -eq 2 ] || die "usage: build-initramfs.sh OUTDIR AGENT_BUNDLE"
+[ $# -eq 4 ] || die "usage: build-initramfs.sh OUTDIR AGENT_BUNDLE MODULES_DIR CONFIG"
 OUTDIR=$1
 BUNDLE=$2
+MODDIR=$3
+KCONFIG=$4
 [ -f "$BUNDLE" ] || die "agent bundle not found: $BUNDLE"
+[ -d "$MODDIR" ] || die "kernel modules directory not found: $MODDIR"
+[ -f "$KCONFIG" ] || die "kernel config not found: $KCONFIG"
 HERE=$(cd "$(dirname "$0")" && pwd)
 SELF="$HERE/build-initramfs.sh"
 INIT="$HERE/init.sh"
@@ -41,27 +46,17 @@ done
 
 t0=$(date +%s.%N)
 
-# --- kernel version: the guest kernel, not the host's -----------------------------------
-if [ -n "${VIRTMITI_KVER:-}" ]; then
-  KVER=$VIRTMITI_KVER
-else
-  KVER=
-  for k in $(ls /boot/vmlinuz-* 2>/dev/null | sed 's|^/boot/vmlinuz-||' | sort -V); do
-    [ -d "/lib/modules/$k" ] && KVER=$k
-  done
-  [ -n "$KVER" ] || die "no /boot/vmlinuz-<ver> with /lib/modules/<ver> (apt-get install linux-image-amd64)"
-fi
-KERNEL=/boot/vmlinuz-$KVER
-[ -r "$KERNEL" ] || die "kernel $KERNEL not readable"
+# --- the guest kernel: named by the caller (never the host's `uname -r` or /boot) ------------
+KVER=$(basename "$MODDIR")
 
 # Module file: .ko, or .ko.xz / .ko.zst (newer Debian kernels compress modules; busybox
 # insmod cannot read compressed ones, so they are decompressed into the image).
 find_module() { # $1 = msr|cpuid
   for ext in ko ko.xz ko.zst; do
-    f=/lib/modules/$KVER/kernel/arch/x86/kernel/$1.$ext
+    f=$MODDIR/kernel/arch/x86/kernel/$1.$ext
     [ -f "$f" ] && { echo "$f"; return 0; }
   done
-  die "module $1 not found under /lib/modules/$KVER/kernel/arch/x86/kernel (kernel built with CONFIG_X86_MSR=y? then it needs no module)"
+  die "module $1 not found under $MODDIR/kernel/arch/x86/kernel (kernel built with CONFIG_X86_MSR=y? then it needs no module)"
 }
 
 # --- input list: "image-path host-path mode" ---------------------------------------------
@@ -102,6 +97,7 @@ MSR_KO=$(find_module msr)
 CPUID_KO=$(find_module cpuid)
 add /lib/modules/virtmiti/msr.ko "$MSR_KO" 0644
 add /lib/modules/virtmiti/cpuid.ko "$CPUID_KO" 0644
+add "/boot/config-$KVER" "$KCONFIG" 0644
 add /virtmiti-guest.mjs "$BUNDLE" 0644
 add /init "$INIT" 0755
 sort -u -o "$LIST" "$LIST"
@@ -136,7 +132,6 @@ if [ -f "$IMG" ] && [ -f "$MANIFEST" ]; then
   t1=$(date +%s.%N)
   log "cache hit key=$KEY kver=$KVER image=$IMG ($(wc -c < "$IMG") bytes, checked in $(awk "BEGIN{printf \"%.2f\", $t1 - $t0}") s)"
   echo "$IMG"
-  echo "$KERNEL"
   exit 0
 fi
 log "cache miss key=$KEY kver=$KVER: building"
@@ -201,13 +196,12 @@ TMPIMG=$(mktemp "$OUTDIR/.initramfs-$KEY.XXXXXX")
   cpio --null --create --format=newc --reproducible --owner=0:0 --quiet) > "$TMPIMG"
 chmod 0644 "$TMPIMG"
 mv -f "$TMPIMG" "$IMG"
-{ echo "key $KEY"; echo "kernel $KERNEL"; cat "$KEYTEXT"; } > "$MANIFEST"
-# Keep the 4 newest images: every agent bundle change makes a new entry (~95 MB each); older
-# zstd-packed ones (.cpio.zst) go the same way.
-ls -t "$OUTDIR"/initramfs-*.cpio "$OUTDIR"/initramfs-*.cpio.zst 2>/dev/null | tail -n +5 | while read -r old; do
+{ echo "key $KEY"; echo "kernel $KVER"; cat "$KEYTEXT"; } > "$MANIFEST"
+# Keep the 6 newest images: every agent bundle change makes one entry per matrix kernel (3 today,
+# ~95 MB each); older zstd-packed ones (.cpio.zst) go the same way.
+ls -t "$OUTDIR"/initramfs-*.cpio "$OUTDIR"/initramfs-*.cpio.zst 2>/dev/null | tail -n +7 | while read -r old; do
   rm -f "$old" "${old%.cpio*}.manifest"; log "pruned old cache entry $old"
 done
 t1=$(date +%s.%N)
 log "built key=$KEY image=$IMG ($(wc -c < "$IMG") bytes, $(wc -l < "$LIST") input files, $(awk "BEGIN{printf \"%.2f\", $t1 - $t0}") s)"
 echo "$IMG"
-echo "$KERNEL"
