@@ -100,9 +100,9 @@ t.test('a hot-plug boot: -smp N,maxcpus=N+1 and the events port as the third ser
   t.equal(argv[argv.indexOf('-smp') + 1], '2,maxcpus=3')
   t.same(argv.filter((a, i) => argv[i - 1] === '-serial'), ['chardev:virtmiti-console', 'chardev:virtmiti-frames', 'chardev:virtmiti-events'], 'ttyS0 console, ttyS1 frames, ttyS2 events (image/udev/50-udev.sh)')
   t.ok(argv.includes('file,id=virtmiti-events,path=/tmp/a,,b/events.log'), 'a comma in the path is doubled')
-  const head = 'description: d\nsource: s\nvmm: patched\nboots:\n'
+  const head = 'description: d\nsource: s\nvmm: patched\nkernels: [{ id: k, file: /k/boot/vmlinuz-1 }]\nboots:\n'
   const ok = parseQemuMatrix(head + '  - { cpu: Cascadelake-Server-v2, host: cascade-lake, append: "", hotplug: 1 }\n', 'p.yaml')
-  t.same([ok.errors, ok.boots[0]?.name], [[], 'qemu-patched: Cascadelake-Server-v2 on cascade-lake (default) hotplug +1'])
+  t.same([ok.errors, ok.boots[0]?.name], [[], 'qemu-patched: linux-k Cascadelake-Server-v2 on cascade-lake (default) hotplug +1'])
   t.match(parseQemuMatrix(head + '  - { cpu: Cascadelake-Server-v2, host: cascade-lake, append: "", hotplug: 1, migrateTo: sapphire-rapids }\n', 'p.yaml').errors, [/hotplug is a boot of its own: not with migrateTo or fault/])
   t.match(parseQemuMatrix(head + '  - { cpu: Cascadelake-Server-v2, host: cascade-lake, append: "", hotplug: 2 }\n', 'p.yaml').errors, [/hotplug/])
 })

@@ -68,13 +68,13 @@ t.test('the built-in catalog: each definition translates or says which knob it c
 })
 
 t.test('patched.yaml boots may name a vmm: definition; what QEMU cannot express is a located input error', async t => {
-  const head = 'description: d\nsource: s\nvmm: patched\nvcpus: 2\nboots:\n'
+  const head = 'description: d\nsource: s\nvmm: patched\nvcpus: 2\nkernels: [{ id: k, file: /k/boot/vmlinuz-1 }]\nboots:\n'
   const ok = parseQemuMatrix(head + '  - { cpu: Cascadelake-Server-v2, host: sapphire-rapids, append: "", vmm: bhb-only }\n', 'm.yaml')
   t.same(ok.errors, [])
   t.same(ok.boots[0]?.patched?.vmmProps?.props, ['virt-miti=on', 'virt-miti-enum=1', 'virt-miti-ctrl-reset=0', 'spec-ctrl-force-mask=0', 'spec-ctrl-force-value=0'])
   t.match(ok.boots[0]?.name, /vmm bhb-only/)
   const bad = parseQemuMatrix(head + '  - { cpu: Cascadelake-Server-v2, host: sapphire-rapids, append: "",\n      vmm: reference-virtualized }\n', 'm.yaml')
-  t.match(bad.errors.join('\n'), /^m\.yaml:7:\d+: boots\.0\.vmm: vmm reference-virtualized: not expressible under patched QEMU: specCtrl virtualized/)
+  t.match(bad.errors.join('\n'), /^m\.yaml:8:\d+: boots\.0\.vmm: vmm reference-virtualized: not expressible under patched QEMU: specCtrl virtualized/)
   const unknown = parseQemuMatrix(head + '  - { cpu: Cascadelake-Server-v2, host: sapphire-rapids, append: "", vmm: nope }\n', 'm.yaml')
   t.match(unknown.errors.join('\n'), /unknown VMM definition "nope" \(scenarios\/vmms: .*reference/)
   const both = parseQemuMatrix(head + '  - { cpu: Cascadelake-Server-v2, host: sapphire-rapids, append: "", vmm: reference, fault: forces-nothing }\n', 'm.yaml')
