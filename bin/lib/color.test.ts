@@ -71,9 +71,9 @@ function cli(args: string[], env: Record<string, string | undefined> = {}) {
   return spawnSync(process.execPath, [bundle, ...args], { encoding: 'utf8', env: e, timeout: 60_000 })
 }
 
-t.test('all 9 commands accept --no-color', async t => {
+t.test('all 10 commands accept --no-color', async t => {
   const cmds = Object.entries(TABLE).flatMap(([g, c]) => Object.keys(c).map(n => [g, n]))
-  t.equal(cmds.length, 9, 'guest probe/report/selftest/install-service, host caps/expect/vmm/check, scenarios run')
+  t.equal(cmds.length, 10, 'guest probe/report/selftest/batch/install-service, host caps/expect/vmm/check, scenarios run')
   for (const [g, n] of cmds) {
     const args = g === 'host' && n === 'vmm' ? ['host', 'vmm', 'run', '--no-color', '--help'] : [g!, n!, '--no-color', '--help']
     const r = cli(args)
