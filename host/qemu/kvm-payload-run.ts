@@ -8,6 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { kvmPayloadImage, parseRecords, TAG, DEBUG_EXIT_PORT, type PayloadParams, type PayloadRecord } from './kvm-payload.js'
 import { Qmp } from './qmp.js'
+import { qomGetEach } from './qemu-state.js'
 
 /** QOM properties read from vCPU 0: patches 0002, 0003 and 0005, and the CPUID feature flags. */
 export const PAYLOAD_QOM = [
@@ -100,8 +101,10 @@ export async function runKvmPayload(o: PayloadRunOptions): Promise<PayloadRun> {
         const cpus = await q.execute('query-cpus-fast') as { 'qom-path'?: unknown }[]
         const qp = cpus?.[0]?.['qom-path']
         if (typeof qp !== 'string') throw new Error('query-cpus-fast: no qom-path')
-        for (const p of PAYLOAD_QOM) {
-          try { run.qom[p] = await q.execute('qom-get', { path: qp, property: p }) } catch (e) { run.qomErrors.push(`${p}: ${(e as Error).message}`) }
+        for (const [p, v] of Object.entries(await qomGetEach(q, qp, PAYLOAD_QOM))) {
+          const missing = v !== null && typeof v === 'object' && 'missing' in v ? (v as { missing: string }).missing : undefined
+          if (missing === undefined) run.qom[p] = v
+          else run.qomErrors.push(`${p}: ${missing}`)
         }
         // QEMU may exit (isa-debug-exit) before its reply: the exit status, not the reply, is the answer.
         await q.execute('system_reset').catch(() => undefined)

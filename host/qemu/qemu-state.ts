@@ -39,6 +39,20 @@ export type StateResult = { ok: true; state: VmmState; fault?: string } | { ok: 
 
 const MAX_VCPUS = 8192
 
+/**
+ * qom-get of each property of one QOM object, in order; a property whose qom-get fails (absent in
+ * this build, say) is `{ missing: <its error> }`.
+ */
+export async function qomGetEach(qmp: Qmp, qomPath: string, props: readonly string[]): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {}
+  for (const p of props) {
+    try { out[p] = await qmp.execute('qom-get', { path: qomPath, property: p }) } catch (e) {
+      out[p] = { missing: (e as Error).message.slice(0, 200) }
+    }
+  }
+  return out
+}
+
 /** Read every vCPU's properties. Throws QmpError on a transport or QMP error. */
 export async function readQemuRaw(qmp: Qmp): Promise<QemuRawState> {
   const cpus = await qmp.execute('query-cpus-fast')
@@ -48,13 +62,8 @@ export async function readQemuRaw(qmp: Qmp): Promise<QemuRawState> {
   for (const c of cpus as { 'cpu-index'?: unknown; 'qom-path'?: unknown }[]) {
     const index = c['cpu-index'], qomPath = c['qom-path']
     if (typeof index !== 'number' || typeof qomPath !== 'string' || qomPath.length > 256) throw new Error('query-cpus-fast: an entry without cpu-index/qom-path')
-    const props: Record<string, unknown> = {}
-    for (const p of [...Object.values(QOM_VCPU_REGS), ...Object.values(QOM_CONFIG)]) {
-      try { props[p] = await qmp.execute('qom-get', { path: qomPath, property: p }) } catch (e) {
-        // Stock QEMU has none of these properties: recorded as missing, said so by the translation.
-        props[p] = { missing: (e as Error).message.slice(0, 200) }
-      }
-    }
+    // Stock QEMU has none of these properties: recorded as missing, said so by the translation.
+    const props = await qomGetEach(qmp, qomPath, [...Object.values(QOM_VCPU_REGS), ...Object.values(QOM_CONFIG)])
     vcpus.push({ index, qomPath, props })
   }
   return { ...(qmp.version ? { version: qmp.version } : {}), uuid, vcpus }
