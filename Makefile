@@ -23,10 +23,10 @@ dist/virtmiti.mjs: $(shell find bin contract guest host -name '*.ts' ! -name '*.
 	chmod +x $@
 
 # The self-contained guest agent: one file, plain node >= 18, no node_modules (see guest/bundle/build.mjs).
-dist/virtmiti-guest.mjs: $(shell find bin contract guest -name '*.ts' ! -name '*.test.ts') guest/bundle/build.mjs package.json
+dist/virtmiti-guest.cjs: $(shell find bin contract guest -name '*.ts' ! -name '*.test.ts') guest/bundle/build.mjs package.json
 	$(NODE) guest/bundle/build.mjs --quiet
 
-bundle: dist/virtmiti.mjs dist/virtmiti-guest.mjs
+bundle: dist/virtmiti.mjs dist/virtmiti-guest.cjs
 
 # Unit, property, scenario (sim + kvm) and one live QEMU boot under node-tap with coverage
 # thresholds (.taprc); then the scenario catalog on every tier with the CI set of QEMU boots
@@ -52,7 +52,7 @@ run: bundle
 # bare boot (goal <= 1.5x; exit 4 = no QEMU), and the exhaustive scenario matrix.
 bench: bundle
 	$(NODE) bench/probe.mjs
-	$(NODE) bench/probe.mjs --bundle dist/virtmiti-guest.mjs --goal-ratio 1.3
+	$(NODE) bench/probe.mjs --bundle dist/virtmiti-guest.cjs --goal-ratio 1.3
 	$(NODE) bench/report.mjs
 	$(ESBUILD) host/vmm/kvm/bench.ts --bundle --platform=node --format=esm --packages=external --log-level=warning --outfile=.cache/kvm-bench.mjs
 	$(NODE) .cache/kvm-bench.mjs; rc=$$?; test $$rc -eq 0 -o $$rc -eq 4

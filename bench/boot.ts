@@ -28,7 +28,7 @@ const GOAL = 1.5
 
 // One level below the repository both as bench/boot.ts and as .cache/boot-bench.mjs (make bench).
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const AGENT_BUNDLE = path.join(ROOT, 'dist', 'virtmiti-guest.mjs')
+const AGENT_BUNDLE = path.join(ROOT, 'dist', 'virtmiti-guest.cjs')
 const skip = (why: string): never => { process.stdout.write(JSON.stringify({ skipped: why }) + '\n'); process.exit(4) }
 const qemu = spawnSync('qemu-system-x86_64', ['--version'], { encoding: 'utf8' })
 if (qemu.error || qemu.status !== 0) skip('qemu-system-x86_64 not found (apt-get install qemu-system-x86)')

@@ -196,7 +196,7 @@ function devicesAsInputs() {
 
 function symlinkedOutputs() {
   const t = tally('report --out through symlinks, FIFOs, devices (real processes, fake tree)')
-  const gbin = new URL('../dist/virtmiti-guest.mjs', import.meta.url).pathname
+  const gbin = new URL('../dist/virtmiti-guest.cjs', import.meta.url).pathname
   for (const [name, make] of [
     ['msr-link', (p: string) => fs.symlinkSync('/dev/cpu/0/cpuid', p)], ['zero-link', (p: string) => fs.symlinkSync('/dev/zero', p)],
     ['fifo', (p: string) => spawnSync('mkfifo', [p])], ['fifo-link', (p: string) => { spawnSync('mkfifo', [p + '.f']); fs.symlinkSync(p + '.f', p) }],

@@ -9,6 +9,7 @@
 //   5. the output stream is a TTY       -> on (level 1), else off
 // (supports-color, which chalk uses: FORCE_COLOR beats TERM=dumb and a non-TTY stream.)
 import { Chalk, type ChalkInstance } from 'chalk'
+import { isTerminal } from './cli.js'
 
 export type ColorLevel = 0 | 1 | 2 | 3
 
@@ -30,5 +31,5 @@ export function colorLevel(opts: { noColor?: boolean; isTTY?: boolean; env?: Nod
 }
 
 export function makeColor(opts: { noColor?: boolean; stream?: { isTTY?: boolean }; env?: NodeJS.ProcessEnv } = {}): ChalkInstance {
-  return new Chalk({ level: colorLevel({ ...(opts.noColor !== undefined ? { noColor: opts.noColor } : {}), isTTY: (opts.stream ?? process.stdout).isTTY === true, ...(opts.env ? { env: opts.env } : {}) }) })
+  return new Chalk({ level: colorLevel({ ...(opts.noColor !== undefined ? { noColor: opts.noColor } : {}), isTTY: opts.stream ? opts.stream.isTTY === true : isTerminal(1), ...(opts.env ? { env: opts.env } : {}) }) })
 }

@@ -2,11 +2,15 @@
 // (a word longer than the width stays whole). Continuation lines keep the line's indentation + 2.
 // ANSI colour codes count as zero width.
 
+import { isTerminal } from './cli.js'
+
 const ANSI = /\u001b\[[0-9;]*m/g
 const visible = (s: string) => s.replace(ANSI, '').length
 
 /** The width to wrap to: the TTY's columns, or Infinity when not a TTY (a pipe, a file). */
-export function outputWidth(stream: { isTTY?: boolean; columns?: number } = process.stdout): number {
+export function outputWidth(given?: { isTTY?: boolean; columns?: number }): number {
+  // process.stdout only on a terminal: building it costs start-up (bin/lib/cli.ts fdWriter).
+  const stream = given ?? (isTerminal(1) ? process.stdout : { isTTY: false })
   return stream.isTTY === true && typeof stream.columns === 'number' && stream.columns >= 20 ? stream.columns : Infinity
 }
 

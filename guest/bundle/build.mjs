@@ -1,14 +1,14 @@
 #!/usr/bin/env node
-// Build the self-contained guest agent: dist/virtmiti-guest.mjs (issue 4, `make bundle`).
-// One ESM file for plain `node` (target node18: Debian 12's own nodejs), no node_modules at run
+// Build the self-contained guest agent: dist/virtmiti-guest.cjs (issue 4, `make bundle`).
+// One CommonJS file for plain `node` (target node18: Debian 12's own nodejs), no node_modules at run
 // time: zod, yaml and chalk are bundled in; koffi (host-only /dev/kvm ioctls, a native addon) must
 // never be reached from the guest entry, and the build fails if it is.
 //
 //   node guest/bundle/build.mjs [--entry FILE] [--outfile FILE] [--quiet]
 //
-// Drop into a guest image: copy the output to /usr/lib/virtmiti/virtmiti-guest.mjs (needs node
+// Drop into a guest image: copy the output to /usr/lib/virtmiti/virtmiti-guest.cjs (needs node
 // >= 18 in the image, e.g. Debian 12's `nodejs` package), then run
-// `node /usr/lib/virtmiti/virtmiti-guest.mjs install-service --prefix <image root>` to add the
+// `node /usr/lib/virtmiti/virtmiti-guest.cjs install-service --prefix <image root>` to add the
 // systemd units and udev rule, or call `... report --out /dev/ttyS1` from an initramfs /init.
 import { build } from 'esbuild'
 import { builtinModules } from 'node:module'
@@ -29,12 +29,12 @@ const LAZY = ['zod']
 
 /**
  * Node built-ins the agent needs only on rare paths (modprobe of a missing driver, the selftest's
- * runner child), loaded at first call instead of at start: an ESM bundle's built-in imports are all
- * linked before any code runs, and node:child_process (with net and stream) cost ~10 ms of every
- * start (node --cpu-prof of `probe`; issue 15 item 4). Functions only: importing anything else from
+ * runner child, the atomic write's random name and the journal's hash), loaded at first call instead
+ * of at start: node:child_process (with net and stream) cost ~10 ms of every start, node:crypto 15
+ * internal modules (process.moduleLoadList) (node --cpu-prof of `probe`; issue 15 item 4). Functions only: importing anything else from
  * one of these fails the build ("No matching export").
  */
-const LAZY_BUILTINS = ['node:child_process', 'node:tty']
+const LAZY_BUILTINS = ['node:child_process', 'node:tty', 'node:crypto']
 
 /**
  * tty.isatty without loading node:tty (which pulls in net and stream, ~16 ms) for what surely is no
@@ -84,7 +84,7 @@ async function lazyModule(pkg) {
   ].join('\n')
 }
 
-export async function buildGuestBundle({ entry = join(ROOT, 'bin/virtmiti-guest.ts'), outfile = join(ROOT, 'dist/virtmiti-guest.mjs') } = {}) {
+export async function buildGuestBundle({ entry = join(ROOT, 'bin/virtmiti-guest.ts'), outfile = join(ROOT, 'dist/virtmiti-guest.cjs') } = {}) {
   const forbidden = []
   const guard = {
     name: 'virtmiti-no-host-deps',
@@ -114,11 +114,13 @@ export async function buildGuestBundle({ entry = join(ROOT, 'bin/virtmiti-guest.
     outfile,
     bundle: true,
     platform: 'node',
-    format: 'esm',
+    // CommonJS, not ESM (issue 15 item 4): node's ESM loader compiles ~15 internal modules of its
+    // own (esm/*, fs/promises, readline) before our first line, 12 ms of a 104 ms `guest probe`
+    // here (bench/probe.mjs, process.moduleLoadList). Hence no top-level await in the entry.
+    format: 'cjs',
     target: 'node18',
-    // Bundled CommonJS code that calls require() on Node built-ins needs a real require in ESM.
     // esbuild keeps an entry's own hashbang line first; otherwise the banner provides it.
-    banner: { js: (readFileSync(entry, 'utf8').startsWith('#!') ? '' : '#!/usr/bin/env node\n') + "import { createRequire as __virtmitiCreateRequire } from 'node:module';\nconst require = __virtmitiCreateRequire(import.meta.url);" },
+    banner: { js: readFileSync(entry, 'utf8').startsWith('#!') ? '' : '#!/usr/bin/env node' },
     metafile: true,
     logLevel: 'warning',
     legalComments: 'eof',

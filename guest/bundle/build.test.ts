@@ -14,7 +14,7 @@ t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }))
 
 type Built = GuestBundleResult
 
-const outfile = join(tmp, 'virtmiti-guest.mjs')
+const outfile = join(tmp, 'virtmiti-guest.cjs')
 let built: Built
 
 t.before(async () => { built = await buildGuestBundle({ entry: join(HERE, '../../bin/virtmiti-guest.ts'), outfile }) })
@@ -89,7 +89,7 @@ t.test('bundle: install-service copies the bundle itself under the prefix', asyn
   const prefix = join(tmp, 'root')
   const r = run(['install-service', '--prefix', prefix])
   t.equal(r.status, 0, r.stderr + r.stdout)
-  t.equal(fs.readFileSync(join(prefix, 'usr/lib/virtmiti/virtmiti-guest.mjs'), 'utf8'), fs.readFileSync(outfile, 'utf8'))
+  t.equal(fs.readFileSync(join(prefix, 'usr/lib/virtmiti/virtmiti-guest.cjs'), 'utf8'), fs.readFileSync(outfile, 'utf8'))
   t.ok(fs.existsSync(join(prefix, 'etc/udev/rules.d/90-virtmiti.rules')))
 })
 

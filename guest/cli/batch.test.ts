@@ -45,7 +45,7 @@ t.test('main: each command caught on its own, as its own run would see itself', 
   }
   const saved = { argv: process.argv, noColor: process.env['NO_COLOR'] }
   delete process.env['NO_COLOR']
-  process.argv = [process.argv[0]!, '/virtmiti-guest.mjs', 'batch', 'a', '::', 'b', '--x', '--no-color', '::', 'c']
+  process.argv = [process.argv[0]!, '/virtmiti-guest.cjs', 'batch', 'a', '::', 'b', '--x', '--no-color', '::', 'c']
   t.teardown(() => { process.argv = saved.argv; if (saved.noColor === undefined) delete process.env['NO_COLOR']; else process.env['NO_COLOR'] = saved.noColor })
   let out = ''
   const rc = await main(['a', '::', 'b', '--x', '--no-color', '::', 'c'], { ...over(table), write: s => { out += s }, uptime: () => '9.5' })

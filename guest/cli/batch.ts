@@ -4,7 +4,7 @@
 // NO_COLOR and the exit code reset between commands); its stdout and stderr are caught and written
 // as one frame each in the protocol of host/qemu/README.md ("Frame format"), which /init passes on.
 import * as fs from 'node:fs'
-import { EXIT } from '../../bin/lib/cli.js'
+import { EXIT, captureOutput, stdio } from '../../bin/lib/cli.js'
 
 export const BATCH_HELP = `usage: virtmiti-guest batch [NAME=]COMMAND [ARGS...] [:: [NAME=]COMMAND [ARGS...]]...
 
@@ -52,26 +52,16 @@ const uptime = (): string | undefined => {
   try { return fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0] } catch { return undefined }
 }
 
-type Write = typeof process.stdout.write
-
-/** Run `fn` with process stdout/stderr caught (what a separate run would have printed). */
+/** Run `fn` with the commands' stdout/stderr caught (what a separate run would have printed). */
 async function caught(fn: () => Promise<number>): Promise<{ exit: number; out: Buffer; err: Buffer }> {
   const out: Buffer[] = [], err: Buffer[] = []
-  const catcher = (into: Buffer[]): Write => ((chunk: string | Uint8Array, enc?: unknown, cb?: unknown) => {
-    into.push(typeof chunk === 'string' ? Buffer.from(chunk, typeof enc === 'string' ? enc as BufferEncoding : 'utf8') : Buffer.from(chunk))
-    const done = typeof enc === 'function' ? enc : cb
-    if (typeof done === 'function') process.nextTick(done as () => void)
-    return true
-  }) as Write
-  const [o, e] = [process.stdout.write, process.stderr.write]
-  process.stdout.write = catcher(out)
-  process.stderr.write = catcher(err)
+  // Through bin/lib/cli.ts stdio, which every command writes with; process.stdout is never built.
+  const release = captureOutput({ out: s => { out.push(Buffer.from(s, 'utf8')) }, err: s => { err.push(Buffer.from(s, 'utf8')) } })
   try {
     const exit = await fn()
     return { exit, out: Buffer.concat(out), err: Buffer.concat(err) }
   } finally {
-    process.stdout.write = o
-    process.stderr.write = e
+    release()
   }
 }
 
@@ -87,12 +77,12 @@ export interface BatchDeps {
 
 export async function main(argv: string[], deps: BatchDeps): Promise<number> {
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h') {
-    process.stdout.write(BATCH_HELP)
+    stdio.out(BATCH_HELP)
     return argv.length === 0 ? EXIT.USAGE : EXIT.OK
   }
   const known = deps.commands.filter(k => k !== 'batch')
   const steps = parseBatch(argv, known)
-  if ('error' in steps) { process.stderr.write(`virtmiti-guest batch: ${steps.error}\n(see virtmiti-guest batch --help)\n`); return EXIT.USAGE }
+  if ('error' in steps) { stdio.err(`virtmiti-guest batch: ${steps.error}\n(see virtmiti-guest batch --help)\n`); return EXIT.USAGE }
   const write = deps.write ?? ((s: string) => { fs.writeSync(1, s) })
   const now = deps.uptime ?? uptime
   // What each command sees as its own process: argv up to the batch word, then its own words

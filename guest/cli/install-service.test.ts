@@ -16,7 +16,7 @@ function run(argv: string[], selfPath?: string) {
 
 t.test('install into an empty prefix creates the units, the rule, the enable link and the agent', async t => {
   const prefix = join(tmp, 'root1')
-  const bundle = join(tmp, 'virtmiti-guest.mjs')
+  const bundle = join(tmp, 'virtmiti-guest.cjs')
   fs.writeFileSync(bundle, '#!/usr/bin/env node\nconsole.log("agent")\n')
   const r = await run(['--prefix', prefix], bundle)
   t.equal(r.code, 0, r.err)
@@ -24,7 +24,7 @@ t.test('install into an empty prefix creates the units, the rule, the enable lin
   t.equal(fs.readFileSync(join(prefix, 'etc/systemd/system/virtmiti-report@.service'), 'utf8'), REPORT_CPU_SERVICE)
   t.equal(fs.readFileSync(join(prefix, 'etc/udev/rules.d/90-virtmiti.rules'), 'utf8'), UDEV_RULE)
   t.equal(fs.readlinkSync(join(prefix, 'etc/systemd/system/multi-user.target.wants/virtmiti-report.service')), '/etc/systemd/system/virtmiti-report.service')
-  const agent = join(prefix, 'usr/lib/virtmiti/virtmiti-guest.mjs')
+  const agent = join(prefix, 'usr/lib/virtmiti/virtmiti-guest.cjs')
   t.equal(fs.readFileSync(agent, 'utf8'), fs.readFileSync(bundle, 'utf8'))
   t.equal(fs.statSync(agent).mode & 0o777, 0o755)
   t.equal(r.out.match(/^created /gm)?.length, 5, r.out)
@@ -53,7 +53,7 @@ t.test('a differing file is kept without --force (exit 2) and replaced with it',
 t.test('not run from the guest bundle (sources, or the host CLI bundle): says how to install the agent', async t => {
   for (const self of ['/work/main/bin/virtmiti-guest.ts', '/work/main/dist/virtmiti.mjs']) {
     const r = await run(['--prefix', join(tmp, 'root3')], self)
-    t.match(r.out, /note: not run from the bundle: copy dist\/virtmiti-guest\.mjs/)
+    t.match(r.out, /note: not run from the bundle: copy dist\/virtmiti-guest\.cjs/)
     t.notOk(fs.existsSync(join(tmp, 'root3/usr/lib/virtmiti')))
   }
 })
@@ -68,7 +68,7 @@ t.test('unit files: the service runs the report to /run/virtmiti after the msr m
   t.match(REPORT_SERVICE, /^Type=oneshot$/m)
   t.match(REPORT_SERVICE, /^After=systemd-modules-load\.service$/m)
   t.match(REPORT_SERVICE, /^ExecStartPre=-\/sbin\/modprobe msr$/m)
-  t.match(REPORT_SERVICE, /^ExecStart=\/usr\/bin\/flock \/run\/virtmiti\/lock \/usr\/bin\/node \/usr\/lib\/virtmiti\/virtmiti-guest\.mjs report --out \/run\/virtmiti\/report\.json$/m)
+  t.match(REPORT_SERVICE, /^ExecStart=\/usr\/bin\/flock \/run\/virtmiti\/lock \/usr\/bin\/node \/usr\/lib\/virtmiti\/virtmiti-guest\.cjs report --out \/run\/virtmiti\/report\.json$/m)
   t.match(REPORT_SERVICE, /^WantedBy=multi-user\.target$/m)
   t.match(UDEV_RULE, /^ACTION=="online", SUBSYSTEM=="cpu", .*RUN\+="\/bin\/systemctl --no-block start virtmiti-report@%k\.service"$/m)
   t.match(UDEV_RULE, /^ACTION=="add", .*TEST=="\/run\/virtmiti\/report\.json"/m)

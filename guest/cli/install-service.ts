@@ -5,12 +5,12 @@
 import { basename } from 'node:path'
 import { installService, type InstallStep } from '../service/install.js'
 import { AGENT_PATH, REPORT_PATH } from '../service/units.js'
-import { EXIT, parse } from '../../bin/lib/cli.js'
+import { EXIT, parse, stdio } from '../../bin/lib/cli.js'
 
 export interface InstallDeps {
   out: (s: string) => void
   err: (s: string) => void
-  /** Path of the running script (process.argv[1]); installed when it is the .mjs bundle. */
+  /** Path of the running script (process.argv[1]); installed when it is the .cjs bundle. */
   selfPath?: string
 }
 
@@ -27,7 +27,7 @@ A file that exists with different content is kept unless --force is given.
 
 const OPTIONS = { prefix: { type: 'string' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const
 
-export async function main(argv: string[], deps: InstallDeps = { out: s => { process.stdout.write(s) }, err: s => { process.stderr.write(s) }, ...(process.argv[1] ? { selfPath: process.argv[1] } : {}) }): Promise<number> {
+export async function main(argv: string[], deps: InstallDeps = { out: stdio.out, err: stdio.err, ...(process.argv[1] ? { selfPath: process.argv[1] } : {}) }): Promise<number> {
   let v
   try { v = parse('guest install-service', argv, OPTIONS).values } catch (e) {
     deps.err(`${(e as Error).message}\n${INSTALL_USAGE}`); return EXIT.USAGE
@@ -36,7 +36,7 @@ export async function main(argv: string[], deps: InstallDeps = { out: s => { pro
   const prefix = v.prefix ?? '/'
   if (prefix === '') { deps.err('guest install-service: --prefix wants a directory\n'); return EXIT.USAGE }
   // Only the guest bundle installs itself: the full host CLI (dist/virtmiti.mjs) needs koffi and node_modules.
-  const self = deps.selfPath && /^virtmiti-guest.*\.mjs$/.test(basename(deps.selfPath)) ? deps.selfPath : undefined
+  const self = deps.selfPath && /^virtmiti-guest.*\.cjs$/.test(basename(deps.selfPath)) ? deps.selfPath : undefined
   let steps: InstallStep[]
   try {
     steps = installService({ prefix, force: v.force ?? false, ...(self ? { agentSource: self } : {}) })
@@ -45,7 +45,7 @@ export async function main(argv: string[], deps: InstallDeps = { out: s => { pro
     return EXIT.CANNOT_TELL
   }
   for (const s of steps) deps.out(`${s.action.padEnd(9)} ${s.path}${s.detail ? `  (${s.detail})` : ''}\n`)
-  if (!self) deps.out(`note: not run from the bundle: copy dist/virtmiti-guest.mjs to ${prefix.replace(/\/$/, '')}${AGENT_PATH} yourself\n`)
+  if (!self) deps.out(`note: not run from the bundle: copy dist/virtmiti-guest.cjs to ${prefix.replace(/\/$/, '')}${AGENT_PATH} yourself\n`)
   if (prefix === '/') deps.out(`next: systemctl daemon-reload && udevadm control --reload && systemctl start virtmiti-report.service; the report goes to ${REPORT_PATH}\n`)
   const refused = steps.filter(s => s.action === 'refused')
   if (refused.length > 0) {

@@ -12,7 +12,7 @@ import { VERSION } from '../../bin/lib/version.js'
 import { DevcpuPlatform } from '../devcpu.js'
 import { probe } from '../probe.js'
 import { decide } from '../../contract/decide.js'
-import { EXIT, InputError, UsageError, parse } from '../../bin/lib/cli.js'
+import { EXIT, InputError, UsageError, parse, stdio } from '../../bin/lib/cli.js'
 import { safeText } from '../../bin/lib/escape.js'
 import { makeColor } from '../../bin/lib/color.js'
 import { outputWidth, wrapText } from '../../bin/lib/wrap.js'
@@ -137,13 +137,13 @@ export function renderHuman(run: ReportRun, color: ChalkInstance, v?: GuestVerdi
 export function defaultReportDeps(devRoot?: string): ReportDeps {
   return {
     platform: new DevcpuPlatform(devRoot !== undefined ? { root: devRoot } : {}), probe: p => probe(p), decide, now: () => new Date(),
-    out: s => { process.stdout.write(s) }, err: s => { process.stderr.write(s) },
+    out: stdio.out, err: stdio.err,
   }
 }
 
 export async function main(argv: string[], given: Partial<ReportDeps> = {}): Promise<number> {
-  const err = given.err ?? ((s: string) => { process.stderr.write(s) })
-  const out = given.out ?? ((s: string) => { process.stdout.write(s) })
+  const err = given.err ?? stdio.err
+  const out = given.out ?? stdio.out
   // NRPE: a run that cannot start is UNKNOWN (3), not a usage error (2).
   const usage = (msg: string): number => { err(msg); if (wantsNrpe(argv)) { out(nrpeUnknown(msg.split('\n')[0]!)); return 3 } return EXIT.USAGE }
   let args

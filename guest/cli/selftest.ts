@@ -9,7 +9,7 @@ import type { SignalHost } from '../selftest/test-writes.js'
 import { DEFAULT_JOURNAL_DIR, FileJournal, journalPath, recoverFromJournal } from '../selftest/journal.js'
 import { WatchedPlatform, recoverChild, selfCommand, supervise, type SelfCommand } from '../selftest/supervisor.js'
 import { hex } from '../../contract/bits.js'
-import { EXIT, parse } from '../../bin/lib/cli.js'
+import { EXIT, parse, stdio } from '../../bin/lib/cli.js'
 import { safeText } from '../../bin/lib/escape.js'
 import { tapDocument, type TapVersion } from '../../bin/lib/tap.js'
 
@@ -80,7 +80,7 @@ const processSignals: SignalHost = {
   exit: c => process.exit(c),
 }
 
-const stdDeps = (): SelftestDeps => ({ out: s => { process.stdout.write(s) }, err: s => { process.stderr.write(s) } })
+const stdDeps = (): SelftestDeps => ({ out: stdio.out, err: stdio.err })
 
 export async function main(argv: string[], given: SelftestDeps = stdDeps()): Promise<number> {
   const deps: SelftestDeps = { ...given }

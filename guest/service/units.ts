@@ -9,7 +9,7 @@
 //   started for a CPU event probes after the CPU is online and never races another run.
 // - 90-virtmiti.rules: the udev rule.
 
-export const AGENT_PATH = '/usr/lib/virtmiti/virtmiti-guest.mjs'
+export const AGENT_PATH = '/usr/lib/virtmiti/virtmiti-guest.cjs'
 export const REPORT_PATH = '/run/virtmiti/report.json'
 
 const SERVICE_BODY = (what: string) => `[Service]

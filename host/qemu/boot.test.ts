@@ -33,7 +33,7 @@ t.test('TCG boot: /init runs the list, both vCPUs appear, TCG reads unknown MSRs
     commands: [
       { name: 'spectre_v2', command: 'cat /sys/devices/system/cpu/vulnerabilities/spectre_v2' },
       { name: 'cpus', command: 'ls /dev/cpu' },
-      { name: 'probe', command: 'node /virtmiti-guest.mjs probe --json' },
+      { name: 'probe', command: 'node /virtmiti-guest.cjs probe --json' },
       rdmsrCommand(0x10a), rdmsrCommand(0x50000002),
       { name: 'fails', command: 'echo out; echo err >&2; exit 3' },
       // A framed command (virtmiti-guest batch's kind): its frames pass through and count.

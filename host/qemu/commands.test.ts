@@ -13,11 +13,11 @@ t.test('default command list is valid and carries the agent, sysfs and rdmsr sec
     'rdmsr.0x50000000', 'rdmsr.0x50000001', 'rdmsr.0x50000002']) t.ok(names.includes(n), `has section ${n}`)
   // One node process for the three agent commands (issue 15 item 4); their sections come from it.
   const agent = cmds.find(c => c.name === 'agent')
-  t.same(agent, { name: 'agent', framed: true, command: 'node /virtmiti-guest.mjs batch probe --json :: report --json :: selftest --tap --allow-spec-ctrl-writes' })
+  t.same(agent, { name: 'agent', framed: true, command: 'node /virtmiti-guest.cjs batch probe --json :: report --json :: selftest --tap --allow-spec-ctrl-writes' })
   t.notOk(names.includes('probe'), 'probe runs inside the batch')
   const separate = defaultCommands(undefined, { separate: true })
   t.same(separate.filter(c => ['probe', 'report', 'selftest'].includes(c.name)).map(c => c.command),
-    ['node /virtmiti-guest.mjs probe --json', 'node /virtmiti-guest.mjs report --json', 'node /virtmiti-guest.mjs selftest --tap --allow-spec-ctrl-writes'],
+    ['node /virtmiti-guest.cjs probe --json', 'node /virtmiti-guest.cjs report --json', 'node /virtmiti-guest.cjs selftest --tap --allow-spec-ctrl-writes'],
     'separate: the same arguments, one process each')
   t.same(CROSS_CHECK_MSRS, [0x10a, 0x48, 0x50000000, 0x50000001, 0x50000002])
   t.match(commandsFile([agent!]), /^agent\tnode [^\t]+\tframes\n$/, 'a framed command gets a third field for init.sh')

@@ -15,7 +15,7 @@ export interface GuestCommand {
 }
 
 /** Where build-initramfs.sh installs the agent bundle inside the guest. */
-export const AGENT_PATH = '/virtmiti-guest.mjs'
+export const AGENT_PATH = '/virtmiti-guest.cjs'
 
 /** x86 COMMAND_LINE_SIZE (Linux arch/x86/include/asm/setup.h): longer command lines are cut. */
 export const X86_COMMAND_LINE_SIZE = 2048
@@ -28,7 +28,7 @@ export const CROSS_CHECK_MSRS: readonly number[] = [
 
 const NAME = /^[A-Za-z0-9_.:-]{1,100}$/
 
-/** The agent's three subcommands as [section, argv] (DESIGN.md; dist/virtmiti-guest.mjs). */
+/** The agent's three subcommands as [section, argv] (DESIGN.md; dist/virtmiti-guest.cjs). */
 export const AGENT_STEPS: readonly (readonly [string, string])[] = [
   ['probe', 'probe --json'],
   ['report', 'report --json'],

@@ -8,13 +8,13 @@ import path from 'node:path'
 import type { ResolvedKernel } from './kernels.js'
 
 export const BUILD_SCRIPT = fileURLToPath(new URL('./image/build-initramfs.sh', import.meta.url))
-/** The stand-in agent used until dist/virtmiti-guest.mjs exists (issue 7 brief, step 4). */
+/** The stand-in agent used until dist/virtmiti-guest.cjs exists (issue 7 brief, step 4). */
 export const STAND_IN_AGENT = fileURLToPath(new URL('./testdata/stand-in-guest.mjs', import.meta.url))
 /** Repository root (host/qemu/ is two levels down). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const DEFAULT_CACHE_DIR = path.join(REPO_ROOT, '.cache', 'qemu')
 /** The real agent bundle (esbuild output of the guest CLI). */
-export const AGENT_BUNDLE = path.join(REPO_ROOT, 'dist', 'virtmiti-guest.mjs')
+export const AGENT_BUNDLE = path.join(REPO_ROOT, 'dist', 'virtmiti-guest.cjs')
 
 /** The real bundle when it has been built, else the stand-in. */
 export const defaultAgent = (): string => (fs.existsSync(AGENT_BUNDLE) ? AGENT_BUNDLE : STAND_IN_AGENT)

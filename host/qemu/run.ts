@@ -1,6 +1,6 @@
 // Measurement runner for the live-guest tier: build (or reuse) the image, boot a matrix of
 // CPU models x kernel command lines, print one JSON summary line per boot.
-//   node --import @tapjs/typescript/import host/qemu/run.ts [--agent F (default dist/virtmiti-guest.mjs, else the stand-in)] [--cpu A,B] [--append 'x y'|--append ...]
+//   node --import @tapjs/typescript/import host/qemu/run.ts [--agent F (default dist/virtmiti-guest.cjs, else the stand-in)] [--cpu A,B] [--append 'x y'|--append ...]
 //        [--kernel ID (a kernels id of scenarios/qemu/*.yaml; default the first) | --kernel-file F] [--accel tcg|kvm] [--timeout S] [--parallel N] [--keep DIR]
 //   node --import @tapjs/typescript/import host/qemu/run.ts --show DIR/frames.log [SECTION...]   (decode a kept frames log)
 // The scenario runner (`virtmiti scenarios run --tier qemu`) is meant to call bootGuest() itself.

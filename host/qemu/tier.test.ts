@@ -100,7 +100,7 @@ t.test('set selection: CI=true picks the CI set', async t => {
 t.test('unavailable pieces are named', async t => {
   t.equal(qemuTierUnavailable(tierPaths(), 'no-such-qemu-xyz'), 'no-such-qemu-xyz not found (apt-get install qemu-system-x86)')
   const p = tierPaths()!
-  t.match(p.agent, /dist\/virtmiti-guest\.mjs$/)
+  t.match(p.agent, /dist\/virtmiti-guest\.cjs$/)
   t.ok(fs.existsSync(p.script), 'build script found from the package root')
 })
 

@@ -139,7 +139,7 @@ export interface TierPaths { agent: string; script: string; cacheDir: string; pa
 export function tierPaths(root = packageRoot()): TierPaths | undefined {
   if (!root) return undefined
   return {
-    agent: path.join(root, 'dist', 'virtmiti-guest.mjs'), script: path.join(root, 'host', 'qemu', 'image', 'build-initramfs.sh'), cacheDir: path.join(root, '.cache', 'qemu'),
+    agent: path.join(root, 'dist', 'virtmiti-guest.cjs'), script: path.join(root, 'host', 'qemu', 'image', 'build-initramfs.sh'), cacheDir: path.join(root, '.cache', 'qemu'),
     patchedScript: path.join(root, 'host', 'qemu', 'build-patched.sh'), fetchScript: path.join(root, 'host', 'qemu', 'fetch-kernel.sh'),
   }
 }
@@ -153,7 +153,10 @@ export function cachedMatrixKernel(): Resolution {
   const m = dir ? loadQemuMatrix([path.join(dir, 'matrix.yaml')]) : { boots: [], errors: ['scenarios/qemu not found'] }
   const b = m.boots[0]
   if (!b) return { ok: false, kind: 'input', error: m.errors[0] ?? 'no boots in scenarios/qemu/matrix.yaml' }
-  return resolveKernel(b.kernel, { cachedOnly: true })
+  // The script by the checkout's path, not import.meta.url: a bundle under .cache/ or dist/ (the
+  // boot bench) has no fetch-kernel.sh beside it, and that skipped the bench as "exit 127".
+  const fetchScript = tierPaths()?.fetchScript
+  return resolveKernel(b.kernel, { cachedOnly: true, ...(fetchScript ? { script: fetchScript } : {}) })
 }
 
 /** The patched QEMU built for the current patch series (never builds: `.ci/setup` does), or why not. */

@@ -40,7 +40,7 @@ t.test('overlay contents, cache hit, byte-identical rebuild', { skip: skipReason
   const read = (p: string) => fs.readFileSync(path.join(root, p), 'utf8')
   t.equal(read('etc/udev/rules.d/90-virtmiti.rules'), UDEV_RULE, 'the installed rule, as install-service writes it')
   t.equal(read('etc/systemd/system/virtmiti-report@.service'), REPORT_CPU_SERVICE, 'the installed unit')
-  t.equal(sha(path.join(root, 'usr/lib/virtmiti/virtmiti-guest.mjs')), sha(AGENT_BUNDLE), 'the agent install-service copied')
+  t.equal(sha(path.join(root, 'usr/lib/virtmiti/virtmiti-guest.cjs')), sha(AGENT_BUNDLE), 'the agent install-service copied')
   t.equal(read('bin/systemctl'), fs.readFileSync(path.join(HERE, 'image', 'systemctl-shim.mjs'), 'utf8'), '/bin/systemctl is the shim')
   t.equal(sha(path.join(root, 'lib/systemd/systemd-udevd')), sha('/lib/systemd/systemd-udevd'), "Debian's systemd-udevd")
   for (const f of ['usr/bin/flock', 'etc/virtmiti/init.d/50-udev', 'bin/systemctl']) t.ok((fs.statSync(path.join(root, f)).mode & 0o111) !== 0, `${f} executable`)

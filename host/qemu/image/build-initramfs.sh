@@ -7,7 +7,7 @@
 # Usage: build-initramfs.sh OUTDIR AGENT_BUNDLE MODULES_DIR CONFIG
 #   OUTDIR        cache directory (e.g. .cache/qemu); images are kept as
 #                 OUTDIR/initramfs-<key>.cpio with OUTDIR/initramfs-<key>.manifest beside it.
-#   AGENT_BUNDLE  single .mjs file, installed as /virtmiti-guest.mjs
+#   AGENT_BUNDLE  single .mjs file, installed as /virtmiti-guest.cjs
 #   MODULES_DIR   the guest kernel's modules, .../modules/<release> (its name is the release):
 #                 kernel/arch/x86/kernel/{msr,cpuid}.ko, .ko.xz or .ko.zst
 #   CONFIG        the guest kernel's config, installed as /boot/config-<release>, where the agent
@@ -98,7 +98,7 @@ CPUID_KO=$(find_module cpuid)
 add /lib/modules/virtmiti/msr.ko "$MSR_KO" 0644
 add /lib/modules/virtmiti/cpuid.ko "$CPUID_KO" 0644
 add "/boot/config-$KVER" "$KCONFIG" 0644
-add /virtmiti-guest.mjs "$BUNDLE" 0644
+add /virtmiti-guest.cjs "$BUNDLE" 0644
 add /init "$INIT" 0755
 sort -u -o "$LIST" "$LIST"
 
@@ -165,7 +165,7 @@ cat > "$STAGE/etc/virtmiti/commands" <<CMDS
 cmdline${TAB}cat /proc/cmdline
 spectre_v2${TAB}cat /sys/devices/system/cpu/vulnerabilities/spectre_v2
 cpus${TAB}ls /dev/cpu
-agent${TAB}node /virtmiti-guest.mjs batch probe --json :: report --json :: selftest --tap${TAB}frames
+agent${TAB}node /virtmiti-guest.cjs batch probe --json :: report --json :: selftest --tap${TAB}frames
 rdmsr.0x10a${TAB}virtmiti-rdmsr-all 0x10a
 rdmsr.0x48${TAB}virtmiti-rdmsr-all 0x48
 rdmsr.0x50000000${TAB}virtmiti-rdmsr-all 0x50000000

@@ -7,7 +7,7 @@
 #   - the real systemd-udevd of Debian's udev package (this machine's binary and its ldd libs);
 #   - the project's installed files, written by the agent itself: `node AGENT install-service
 #     --prefix STAGE` (etc/udev/rules.d/90-virtmiti.rules, etc/systemd/system/virtmiti-report*.service,
-#     usr/lib/virtmiti/virtmiti-guest.mjs);
+#     usr/lib/virtmiti/virtmiti-guest.cjs);
 #   - /bin/systemctl = systemctl-shim.mjs, a SHIM that runs the unit file's Exec lines (no systemd);
 #   - /usr/bin/flock (util-linux; the unit's ExecStart, busybox has none) and its libs;
 #   - udev/40-cpu-hotadd.rules (onlining a hot-added CPU: image policy) and udev/50-udev.sh (/init hook).

@@ -1,4 +1,4 @@
-// Stand-in for dist/virtmiti-guest.mjs (issue 7, brief step 4) until the real agent bundle
+// Stand-in for dist/virtmiti-guest.cjs (issue 7, brief step 4) until the real agent bundle
 // exists: same subcommands (probe --json, report --json, selftest [TAP]), but it only reads
 // IA32_ARCH_CAPABILITIES (0x10A) and IA32_SPEC_CTRL (0x48) on every CPU through the msr
 // driver. It never touches 0x5000000x (DESIGN.md: never probe without ARCH_CAP bit 63).
