@@ -4,7 +4,8 @@
 //      (goal <= 1.5x, --goal-ratio); `--version` shows what loading the bundle alone costs.
 //  (b) per-CPU cost under --dev-root: (median on a 256-CPU tree - median on a 1-CPU tree) / 255
 //      (goal < 50 us per CPU); the trees enumerate ARCH_CAP bit 63 and the virtual MSRs, so every
-//      CPU reads the whole discovery chain (4 CPUID leaves + 5th, 4 MSRs).
+//      CPU reads the whole discovery chain (4 CPUID leaves + 5th, 4 MSRs); beside it the floor, node's
+//      fs calls alone for the same registers (bench/fs-floor.mjs).
 // Runs alternate so that load from other processes hits every variant alike; the spread (min,
 // quartiles, max) is printed because this machine is shared. Besides wall time, each run's CPU time
 // (user + sys of the child and its children, from bash's `times`) is reported: it does not count
@@ -96,6 +97,9 @@ try {
     '1 CPU': () => timeRun([bundle, 'guest', 'probe', '--dev-root', t1]),
     [`${N} CPUs`]: () => timeRun([bundle, 'guest', 'probe', '--dev-root', tN]),
     [`${N} CPUs --json`]: () => timeRun([bundle, 'guest', 'probe', '--dev-root', tN, '--json']),
+    // The floor: node's fs calls for the same registers, nothing else (bench/fs-floor.mjs).
+    'fs floor 1 CPU': () => timeRun([join(repo, 'bench', 'fs-floor.mjs'), t1]),
+    [`fs floor ${N} CPUs`]: () => timeRun([join(repo, 'bench', 'fs-floor.mjs'), tN]),
   }, RUNS)
   // In process: the command without start-up (bench/per-cpu.ts).
   const harness = join(repo, '.cache', 'bench-per-cpu.mjs')
@@ -117,7 +121,7 @@ try {
 } finally {
   fs.rmSync(dir, { recursive: true, force: true })
 }
-const perCpu = (k, what) => (median(b[k][what]) - median(b['1 CPU'][what])) / (N - 1) * 1000
+const perCpu = (k, what, base = '1 CPU') => (median(b[k][what]) - median(b[base][what])) / (N - 1) * 1000
 const os = await import('node:os')
 
 const allRuns = { ...a, ...Object.fromEntries(Object.entries(b).map(([k, v]) => [`--dev-root ${k}`, v])) }
@@ -136,6 +140,7 @@ const result = {
   perCpuUs: {
     goal: GOAL_PER_CPU_US,
     processWall: perCpu(`${N} CPUs`, 'wall'), processCpu: perCpu(`${N} CPUs`, 'cpu'), processCpuJson: perCpu(`${N} CPUs --json`, 'cpu'),
+    fsFloorCpu: perCpu(`fs floor ${N} CPUs`, 'cpu', 'fs floor 1 CPU'), fsFloorWall: perCpu(`fs floor ${N} CPUs`, 'wall', 'fs floor 1 CPU'),
     inProcess: inproc.human.perCpuUs, inProcessJson: inproc.json.perCpuUs,
     inProcessWall: inproc.human.perCpuUsWall, inProcessWallMin: inproc.human.perCpuUsWallMin,
     inProcessDetail: inproc,
@@ -163,6 +168,7 @@ if (!jsonOnly) {
     `    --version / node -e 0 (loading the bundle alone): wall ${x(R.versionVsNodeWall)}, cpu ${x(R.versionVsNodeCpu)}`,
     `(b) per CPU, (${N} CPUs - 1 CPU) / ${N - 1} under --dev-root, goal < ${GOAL_PER_CPU_US} us:`,
     `    whole process: cpu ${f1(P.processCpu)} us (min-based ${f1(P.processCpuMin)} us; --json ${f1(P.processCpuJson)} us), wall ${f1(P.processWall)} us: ${P.met ? 'met' : 'MISSED'}`,
+    `    floor, node's fs calls alone for the same registers (bench/fs-floor.mjs): cpu ${f1(P.fsFloorCpu)} us, wall ${f1(P.fsFloorWall)} us; the agent's own code adds ${f1(P.processCpu - P.fsFloorCpu)} us`,
     `    in process (warm code, no start-up): cpu ${f1(P.inProcess)} us, --json ${f1(P.inProcessJson)} us; wall median-based ${f1(P.inProcessWall)} us, min-based ${f1(P.inProcessWallMin)} us: ${P.metInProcess ? 'met' : 'MISSED'}`,
     '']
   process.stdout.write(out.join('\n') + '\n')

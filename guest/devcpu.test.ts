@@ -5,7 +5,7 @@ import t from 'tap'
 import * as fs from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DevcpuPlatform, MODPROBE_ENV, MODPROBE_PATHS, parseCpuList } from './devcpu.js'
+import { DEVICE_MAJOR, DevcpuPlatform, MODPROBE_ENV, MODPROBE_PATHS, devNumber, parseCpuList } from './devcpu.js'
 import { spawnSync } from 'node:child_process'
 import { probe } from './probe.js'
 import { decide } from '../contract/decide.js'
@@ -165,6 +165,41 @@ t.test('a FIFO or a socket-like non-file in place of a device is refused at once
   const start = Date.now()
   t.match(p.cpuid(0, 0, 0), { ok: false, fault: { errno: 'EBADF', message: /not a character device or regular file/ } })
   t.ok(Date.now() - start < 1000)
+})
+
+// A character device is identified by its number, not its path (Linux include/uapi/linux/major.h:
+// MSR_MAJOR 202, CPUID_MAJOR 203; msr.c and cpuid.c take the CPU from the minor).
+t.test('devNumber splits a 64-bit dev_t as glibc does', async t => {
+  // glibc makedev(maj, min) = (min & 0xff) | ((maj & 0xfff) << 8) | ((min & ~0xff) << 12) | ((maj & ~0xfff) << 32)
+  const makedev = (maj: number, min: number) => Number((BigInt(min & 0xff)) | (BigInt(maj & 0xfff) << 8n) | (BigInt(min & ~0xff) << 12n) | (BigInt(maj & ~0xfff) << 32n))
+  for (const [maj, min] of [[1, 3], [202, 0], [203, 255], [202, 256], [202, 65535], [4095, 1], [4096, 7], [0x12345, 0xfffff]] as const) {
+    t.same(devNumber(makedev(maj, min)), { major: maj, minor: min }, `${maj}:${min}`)
+  }
+  t.same(DEVICE_MAJOR, { msr: 202, cpuid: 203 })
+})
+
+t.test('a character device in place of cpu N/cpuid is used only when it is the cpuid device of CPU N', async t => {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) { t.pass('not root', { skip: 'needs root for mknod' }); return }
+  const root = buildTree(tmp(t), 2)
+  const node = (cpu: number, dev: string, maj: number, min: number) => {
+    const f = join(root, 'dev/cpu', String(cpu), dev)
+    fs.rmSync(f)
+    const r = spawnSync('mknod', [f, 'c', String(maj), String(min)], { encoding: 'utf8' })
+    return r.status === 0 ? undefined : `mknod: ${r.stderr.trim() || r.error?.message}`
+  }
+  const why = node(0, 'cpuid', 1, 3) ?? node(1, 'cpuid', DEVICE_MAJOR.cpuid, 0)
+  if (why) { t.pass('no device nodes', { skip: why }); return }
+  const p = new DevcpuPlatform({ root, modprobe: false })
+  t.teardown(() => p.close())
+  t.match(p.cpuid(0, 0, 0), { ok: false, fault: { errno: 'EBADF', message: /character device 1:3, not the cpuid device of CPU 0 \(203:0\): refused/ } }, '/dev/null is refused')
+  t.match(p.cpuid(1, 0, 0), { ok: false, fault: { errno: 'EBADF', message: /character device 203:0, not the cpuid device of CPU 1 \(203:1\)/ } }, "CPU 0's device under CPU 1 is refused")
+  // The real driver, where this kernel has it: the right number is accepted whatever the path.
+  if (!fs.existsSync('/dev/cpu/0/cpuid')) return
+  if (node(1, 'cpuid', DEVICE_MAJOR.cpuid, 1) || !fs.existsSync('/dev/cpu/1')) return
+  const q = new DevcpuPlatform({ root, modprobe: false }) // p remembers CPU 1's refusal
+  t.teardown(() => q.close())
+  const r = q.cpuid(1, 0, 0)
+  t.equal(r.ok, true, 'cpuid 203:1 at dev/cpu/1/cpuid reads CPU 1')
 })
 
 t.test('one descriptor per CPU: a device swapped after the probe does not receive the write', async t => {

@@ -68,6 +68,15 @@ function faultOf(e: unknown, what: string, hint: () => string): AccessFault {
   return { errno: code, message: `${what}: ${causes[code] ?? (e as Error).message}${extra ? `; ${extra}` : ''}` }
 }
 
+/** Character device majors of the drivers (Linux include/uapi/linux/major.h). */
+export const DEVICE_MAJOR = { msr: 202, cpuid: 203 } as const
+
+/** Major and minor of a dev_t as glibc's gnu_dev_major/minor split it (64-bit dev_t; Number-safe below 2^53). */
+export function devNumber(rdev: number): { major: number; minor: number } {
+  const hi = Math.floor(rdev / 0x1_0000_0000), lo = rdev % 0x1_0000_0000
+  return { major: ((lo >>> 8) & 0xfff) | ((hi & ~0xfff) >>> 0), minor: (lo & 0xff) | ((lo >>> 12) & ~0xff) }
+}
+
 export class DevcpuPlatform implements Platform {
   readonly kind = 'devcpu'
   private readonly root: string
@@ -80,9 +89,13 @@ export class DevcpuPlatform implements Platform {
   /** One read buffer for all preads (calls are synchronous): no allocation per register read (bench/probe.mjs). */
   private readonly rbuf = Buffer.alloc(16)
   private resolvedRoot: string | undefined
+  /** ROOT/dev/cpu, joined once: path.join per open was measurable at 256 CPUs (bench/probe.mjs). */
+  private readonly devCpu: string
+  private realDevCpu: string | undefined
 
   constructor(opts: DevcpuOptions = {}) {
     this.root = opts.root ?? '/'
+    this.devCpu = join(this.root, 'dev/cpu')
     this.allowModprobe = (opts.modprobe ?? true) && this.root === '/'
     this.modprobePaths = opts.modprobePaths ?? MODPROBE_PATHS
   }
@@ -141,7 +154,7 @@ export class DevcpuPlatform implements Platform {
     const key = `${cpu}/${dev}`
     const cached = this.fds.get(key)
     if (cached !== undefined) return cached
-    const path = join(this.root, 'dev/cpu', String(cpu), dev)
+    const path = `${this.devCpu}/${cpu}/${dev}`
     let got: number | AccessFault
     const open = (): number => {
       const nofollow = fs.constants.O_NOFOLLOW | fs.constants.O_NOCTTY | fs.constants.O_NONBLOCK
@@ -155,7 +168,7 @@ export class DevcpuPlatform implements Platform {
           this.writeRefused.set(cpu, e as NodeJS.ErrnoException)
         }
       } else fd = fs.openSync(path, fs.constants.O_RDONLY | nofollow)
-      const why = this.notTheDevice(fd, path)
+      const why = this.notTheDevice(fd, path, cpu, dev)
       if (why !== undefined) { fs.closeSync(fd); throw Object.assign(new Error(why), { code: 'EBADF' }) }
       return fd
     }
@@ -182,15 +195,28 @@ export class DevcpuPlatform implements Platform {
     return got
   }
 
-  /** Why the open descriptor is not the device this platform may use, or undefined when it is. */
-  private notTheDevice(fd: number, path: string): string | undefined {
+  /**
+   * Why the open descriptor is not the device this platform may use, or undefined when it is.
+   * A character device proves what it is by its number: MSR_MAJOR 202 and CPUID_MAJOR 203, minor
+   * = the CPU (Linux include/uapi/linux/major.h; arch/x86/kernel/msr.c and cpuid.c take the CPU
+   * from iminor()), whatever path led to it, so no readlink is needed (two syscalls per CPU
+   * fewer, issue 15 item 4). A regular file (a fake tree under --dev-root) has no such number:
+   * /proc/self/fd shows whether it lies where it was asked for (no symlinked directory on the way).
+   */
+  private notTheDevice(fd: number, path: string, cpu: number, dev: 'cpuid' | 'msr'): string | undefined {
     const st = fs.fstatSync(fd)
-    const okType = st.isCharacterDevice() || (this.root !== '/' && st.isFile())
-    if (!okType) return `${path} is not a ${this.root === '/' ? 'character device' : 'character device or regular file'}: refused`
+    if (st.isCharacterDevice()) {
+      const { major, minor } = devNumber(st.rdev)
+      const want = DEVICE_MAJOR[dev]
+      if (major !== want || minor !== cpu) return `${path} is character device ${major}:${minor}, not the ${dev} device of CPU ${cpu} (${want}:${cpu}): refused`
+      return undefined
+    }
+    if (!(this.root !== '/' && st.isFile())) return `${path} is not a ${this.root === '/' ? 'character device' : 'character device or regular file'}: refused`
     let real: string | undefined
     try { real = fs.readlinkSync(`/proc/self/fd/${fd}`) } catch { real = undefined }
     if (real !== undefined) {
-      const want = join(this.realRoot(), path.slice(join(this.root, '.').length))
+      this.realDevCpu ??= join(this.realRoot(), 'dev/cpu')
+      const want = this.realDevCpu + path.slice(this.devCpu.length)
       if (real !== want) return `${path} resolves to ${real}: a symbolic link in the tree, refused`
     }
     return undefined
