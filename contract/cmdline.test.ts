@@ -6,16 +6,17 @@ import { parseCmdline } from './cmdline.js'
 import { attackVectors, legacyMitigationsOff, retbleedCmd, spectreBhiCmd, spectreV2Cmd } from './kernel-generation.js'
 
 const none = { spectreBhi: [], spectreV2: [], mitigations: [], retbleed: [] }
+const whole = (spectreV2: string[] = [], nospectreV2 = false) => ({ spectreV2, nospectreV2 })
 
 t.test('spectre_bhi=, spectre_v2=, mitigations=, retbleed= are read; others ignored', async t => {
-  t.same(parseCmdline('BOOT_IMAGE=/vmlinuz root=/dev/vda1 ro quiet\n'), { all: none })
+  t.same(parseCmdline('BOOT_IMAGE=/vmlinuz root=/dev/vda1 ro quiet\n'), { all: none, wholeLine: whole() })
   t.same(parseCmdline('ro spectre_bhi=vmexit spectre_v2=retpoline,lfence mitigations=auto,nosmt retbleed=off,nosmt'),
     { spectreBhi: 'vmexit', spectreV2: 'retpoline,lfence', mitigations: 'auto,nosmt', retbleed: 'off,nosmt',
-      all: { spectreBhi: ['vmexit'], spectreV2: ['retpoline,lfence'], mitigations: ['auto,nosmt'], retbleed: ['off,nosmt'] } })
+      all: { spectreBhi: ['vmexit'], spectreV2: ['retpoline,lfence'], mitigations: ['auto,nosmt'], retbleed: ['off,nosmt'] }, wholeLine: whole(['retpoline,lfence']) })
 })
 
 t.test('every occurrence is kept; the plain field is the last one', async t => {
-  t.same(parseCmdline('spectre_bhi=off spectre_bhi=on'), { spectreBhi: 'on', all: { ...none, spectreBhi: ['off', 'on'] } })
+  t.same(parseCmdline('spectre_bhi=off spectre_bhi=on'), { spectreBhi: 'on', all: { ...none, spectreBhi: ['off', 'on'] }, wholeLine: whole() })
 })
 
 t.test('nospectre_v2 is sticky, before or after spectre_v2= (bugs.c 6.1.192/6.12.117 cmdline_find_option_bool; Linux 7.2.13 `if (nospectre_v2) return 0`)', async t => {
@@ -28,14 +29,21 @@ t.test('nospectre_v2 is sticky, before or after spectre_v2= (bugs.c 6.1.192/6.12
 })
 
 t.test('arguments after "--" belong to init, not the kernel', async t => {
-  t.same(parseCmdline('ro -- spectre_bhi=off'), { all: none })
-  t.same(parseCmdline('ro spectre_v2=off -- mitigations=off'), { spectreV2: 'off', all: { ...none, spectreV2: ['off'] } })
+  t.same(parseCmdline('ro -- spectre_bhi=off'), { all: none, wholeLine: whole() })
+  t.same(parseCmdline('ro spectre_v2=off -- mitigations=off'), { spectreV2: 'off', all: { ...none, spectreV2: ['off'] }, wholeLine: whole(['off']) })
+})
+
+t.test('before the vectors spectre_v2= is read past "--" (bugs.c 6.12.117 cmdline_find_option(boot_command_line)); 7.x early params stop there (Linux 7.2.13)', async t => {
+  const p = parseCmdline('ro -- spectre_v2=retpoline')
+  t.equal(spectreV2Cmd(p, false), 'retpoline')
+  t.equal(spectreV2Cmd(p, true), 'auto')
+  t.equal(spectreV2Cmd(parseCmdline('ro -- nospectre_v2'), false), 'off')
 })
 
 t.test('a bare key without "=" gives an empty value; similar names do not match', async t => {
   t.same(parseCmdline('spectre_bhi').all.spectreBhi, [''])
-  t.same(parseCmdline('xspectre_bhi=off spectre_bhi_x=off nomitigations=off'), { all: none })
-  t.same(parseCmdline('  \t '), { all: none })
+  t.same(parseCmdline('xspectre_bhi=off spectre_bhi_x=off nomitigations=off'), { all: none, wholeLine: whole() })
+  t.same(parseCmdline('  \t '), { all: none, wholeLine: whole() })
 })
 
 t.test('spectre_v2=: 6.x takes the last occurrence, unknown = AUTO; 7.x ignores unknown values (bugs.c 6.12.117 / Linux 7.2.13)', async t => {

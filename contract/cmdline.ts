@@ -20,10 +20,20 @@ export interface MitigationPolicy {
   nospectreV2?: boolean
   /** Every occurrence in order, for the options whose handlers keep or ignore values. */
   all: { spectreBhi: string[]; spectreV2: string[]; mitigations: string[]; retbleed: string[] }
+  /**
+   * spectre_v2= / nospectre_v2 over the whole line, "--" and init's arguments included: kernels before
+   * the vectors read them with cmdline_find_option(boot_command_line) (bugs.c 6.1.192 / 6.12.117,
+   * arch/x86/lib/cmdline.c), which does not stop at "--".
+   */
+  wholeLine: { spectreV2: string[]; nospectreV2: boolean }
 }
 
 export function parseCmdline(cmdline: string): MitigationPolicy {
-  const p: MitigationPolicy = { all: { spectreBhi: [], spectreV2: [], mitigations: [], retbleed: [] } }
+  const p: MitigationPolicy = { all: { spectreBhi: [], spectreV2: [], mitigations: [], retbleed: [] }, wholeLine: { spectreV2: [], nospectreV2: false } }
+  for (const tok of cmdline.trim().split(/\s+/)) {
+    if (tok === 'nospectre_v2') p.wholeLine.nospectreV2 = true
+    else if (tok.startsWith('spectre_v2=')) p.wholeLine.spectreV2.push(tok.slice('spectre_v2='.length))
+  }
   // Everything after a bare "--" goes to init, not the kernel.
   for (const tok of cmdline.split(' -- ')[0]!.trim().split(/\s+/)) {
     if (tok === '--') break

@@ -89,14 +89,15 @@ const V2_CMDS = new Set(['off', 'on', 'retpoline', 'retpoline,amd', 'retpoline,l
 
 /**
  * The spectre_v2 command the kernel ends with. nospectre_v2 wins everywhere. Before the vectors
- * (6.1.192 / 6.12.117) spectre_v2_parse_cmdline reads the last occurrence (cmdline_find_option) and
- * an unknown value is AUTO; with them (7.2.13) it is an early param that ignores an unknown value,
+ * (6.1.192 / 6.12.117) spectre_v2_parse_cmdline reads the last occurrence on the whole line
+ * (cmdline_find_option, which does not stop at "--") and an unknown value is AUTO; with them (7.2.13) it is an early param that ignores an unknown value,
  * so the last known one stays.
  */
 export function spectreV2Cmd(p: MitigationPolicy, vectors: boolean): string {
-  if (p.nospectreV2) return 'off'
-  if (vectors) return p.all.spectreV2.filter(x => V2_CMDS.has(x)).at(-1) ?? 'auto'
-  const last = p.all.spectreV2.at(-1)
+  if (vectors) return p.nospectreV2 ? 'off' : p.all.spectreV2.filter(x => V2_CMDS.has(x)).at(-1) ?? 'auto'
+  // cmdline_find_option reads the whole line, past "--" too (see MitigationPolicy.wholeLine).
+  if (p.wholeLine.nospectreV2) return 'off'
+  const last = p.wholeLine.spectreV2.at(-1)
   return last !== undefined && V2_CMDS.has(last) ? last : 'auto'
 }
 
