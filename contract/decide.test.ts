@@ -432,6 +432,7 @@ const withKernel = (c: CpuFacts[], release: string, cmdline: string, sysfs?: str
   ({ platform: 'test', kernel: { release, cmdline, vulnerabilities: sysfs === undefined ? {} : { spectre_v2: sysfs } }, cpus: c })
 // TCG hides SPEC_CTRL and ARCH_CAPABILITIES (KVM-NOTES.md): no eIBRS, no IBRS, no RRSBA.
 const tcgIntel = (eax1: number) => [cpu({ eax1, hv: true, e7: 0 })]
+const cfgOf = (config: Record<string, string>) => (f: Facts): Facts => ({ ...f, kernel: { ...f.kernel, config } })
 
 t.test('6, 7.x: mitigations=off spectre_v2=retpoline -> retpoline is still honoured, "BHI: Retpoline"', async t => {
   const d = decide(withKernel(tcgIntel(SKX), K72, 'mitigations=off spectre_v2=retpoline', 'Mitigation: Retpolines; STIBP: disabled; RSB filling; PBRSB-eIBRS: Not affected; BHI: Retpoline'))
@@ -503,4 +504,51 @@ t.test('6, 7.x: guest_host follows CONFIG_KVM from the kernel config the agent r
 t.test('configOptions keeps only the options the choices depend on, y/m/n', async t => {
   const { configOptions } = await import('./facts.js')
   t.same(configOptions('CONFIG_KVM=m\n# CONFIG_MITIGATION_SPECTRE_BHI is not set\nCONFIG_X86=y\nCONFIG_MITIGATION_RETPOLINE=y\n'), { CONFIG_KVM: 'm', CONFIG_MITIGATION_SPECTRE_BHI: 'n', CONFIG_MITIGATION_RETPOLINE: 'y' })
+})
+
+// bugs.c (Linux 7.2.13) read from Debian's linux-source-7.2 7.2.13-1; 6.x rules from linux-source
+// 6.1.192-3 and 6.12.117-1 (contract/CONTRACT.md section 6).
+t.test('6, 7.x: spectre_v2=on (FORCE) ignores the vectors and gets no IBRS for retbleed (bugs.c Linux 7.2.13); on 6.x it is auto', async t => {
+  const skx = [cpu({ eax1: SKX, hv: true, archCap: 0n })]
+  t.equal(decide(withKernel(tcgIntel(SKX), K72, 'mitigations=off spectre_v2=on')).expected.spectreV2, 'retpoline', '7.2: FORCE mitigates with every vector off')
+  t.equal(decide(withKernel(tcgIntel(SKX), K612, 'mitigations=off spectre_v2=on')).expected.spectreV2, 'none', '6.12: mitigations=off wins')
+  t.equal(decide(withKernel(skx, K72, 'spectre_v2=on')).expected.spectreV2, 'retpoline', '7.2: spectre_v2_update_mitigation picks IBRS for CMD_AUTO only')
+  t.equal(decide(withKernel(skx, K612, 'spectre_v2=on')).expected.spectreV2, 'ibrs', '6.12: FORCE and AUTO share the IBRS rule')
+})
+
+t.test('7.x: spectre_v2=eibrs without eIBRS falls back to AUTO, which the vectors then turn off (bugs.c Linux 7.2.13)', async t => {
+  const d = decide(withKernel(tcgIntel(SKX), K72, 'mitigations=off spectre_v2=eibrs'))
+  t.equal(d.expected.spectreV2, 'none')
+  t.ok(d.expected.reasons.some(r => r.rule === 'v2.cmdline-fallback'))
+  t.equal(decide(withKernel(tcgIntel(SKX), K72, 'spectre_v2=eibrs')).expected.spectreV2, 'retpoline', 'vectors on: auto')
+})
+
+t.test('6, 7.x: retbleed= is a list and differs per generation (bugs.c 6.1.192 / 6.12.117 / Linux 7.2.13)', async t => {
+  const skx = [cpu({ eax1: SKX, hv: true, archCap: 0n })]
+  t.equal(decide(withKernel(skx, K72, 'retbleed=off,nosmt')).expected.spectreV2, 'retpoline', 'off,nosmt is off')
+  t.equal(decide(withKernel(skx, K61, 'retbleed=stuff')).expected.spectreV2, 'ibrs', '6.1: stuff is unknown, retbleed stays auto')
+  t.equal(decide(withKernel(skx, K612, 'retbleed=stuff')).expected.spectreV2, 'retpoline', '6.12: retbleed_cmd != STUFF')
+  // Vectors off: retbleed=ibpb keeps RETBLEED_MITIGATION_IBPB (not AUTO), and spectre_v2_update_mitigation
+  // then picks IBRS for CMD_AUTO although spectre_v2 selected nothing.
+  t.equal(decide(withKernel(skx, K72, 'mitigations=off retbleed=ibpb')).expected.spectreV2, 'ibrs')
+  t.equal(decide(withKernel(skx, K72, 'mitigations=off')).expected.spectreV2, 'none', 'retbleed=auto with vectors off: NONE, no IBRS')
+  t.equal(decide(cfgOf({ CONFIG_MITIGATION_IBRS_ENTRY: 'n' })(withKernel(skx, K72, ''))).expected.spectreV2, 'retpoline', 'IBRS_ENTRY not built: retpoline')
+})
+
+t.test('7.2: eIBRS+LFENCE with BHI off is "BHI: Vulnerable" (retpoline_seq_enabled excludes LFENCE, bugs.c Linux 7.2.13)', async t => {
+  const c = [cpu({ hv: true, archCap: ARCH_CAP_IBRS_ALL })]
+  t.equal(decide(withKernel(c, K72, 'spectre_v2=eibrs,lfence spectre_bhi=off')).expected.bhi, 'vulnerable')
+  t.equal(decide(withKernel(c, '6.9.0-1-amd64', 'spectre_v2=eibrs,lfence spectre_bhi=off')).expected.bhi, 'unknown', 'older kernels: not read')
+})
+
+t.test('6, 7.x: unknown spectre_bhi= values are ignored, not "no prediction" (bugs.c spectre_bhi_parse_cmdline)', async t => {
+  const d = decide(withKernel(tcgIntel(CLX_SIG), K72, 'spectre_v2=retpoline,lfence spectre_bhi=bogus'))
+  t.equal(d.expected.bhi, 'sw-loop')
+  t.match(d.expected.reasons.find(r => r.rule === 'bhi.policy-default')?.text ?? '', /spectre_bhi=bogus is ignored/)
+  t.equal(decide(withKernel(tcgIntel(CLX_SIG), K61, 'spectre_v2=retpoline,lfence spectre_bhi=off spectre_bhi=vmexit')).expected.bhi, 'vulnerable', '6.1: vmexit ignored, off stays')
+})
+
+t.test('7.x: mitigations= with an unsupported option still predicts (kernel/cpu.c Linux 7.2.13 stops parsing there)', async t => {
+  const d = decide(withKernel(tcgIntel(SKX), K72, 'mitigations=auto,no_user_kernel,bogus,no_guest_host spectre_v2=retpoline,lfence'))
+  t.equal(d.expected.bhi, 'vmexit-sw-loop', 'guest_host stays on, user_kernel off: VM exit only')
 })

@@ -11,7 +11,10 @@ import {
   CPUID1_ECX_HYPERVISOR, CPUID7_2_EDX_BHI_CTRL, CPUID7_2_EDX_RRSBA_CTRL, CPUID7_EDX_ARCH_CAPABILITIES,
   CPUID7_EDX_SPEC_CTRL, MSR, VIRT_ENUM_MITIGATION_CTRL_SUPPORT, hasBit32,
 } from './registers.js'
-import { KERNEL_CPU_C, attackVectors, hasAttackVectors, kernelVersion, kvmEnabled } from './kernel-generation.js'
+import {
+  KERNEL_CPU_C, attackVectors, defaultVectors, hasAttackVectors, kernelVersion, kvmEnabled, legacyMitigationsOff, retbleedCmd,
+  spectreBhiCmd, spectreV2Cmd,
+} from './kernel-generation.js'
 import { BHI_MODE_TEXT, V2_MODE_TEXT, parseSpectreV2, usesRetpoline, type SpectreV2Sysfs } from './sysfs-spectre-v2.js'
 
 const BUGS_C = 'Linux arch/x86/kernel/cpu/bugs.c'
@@ -106,76 +109,88 @@ function retbleedIntel(v: CpuView): Tri {
   return has(v.archCap, ARCH_CAP_RSBA)
 }
 
+const CFG_OFF = (config: Record<string, string> | undefined, ...names: string[]): boolean => names.some(n => config?.[n] === 'n')
+
 /**
- * mitigations= as this kernel generation takes it for spectre_v2 (contract/CONTRACT.md section 6): before the
- * attack vectors, mitigations=off makes spectre_v2 NONE and overrides an explicit spectre_v2=; with
- * them it only clears the vectors, and auto mitigates only if the user_kernel or guest_host vector
- * is on. Returns a final answer, or undefined to go on with the spectre_v2= selection.
+ * spectre_v2 as one kernel generation selects it (contract/CONTRACT.md section 6). Before the attack
+ * vectors (bugs.c 6.1.192 / 6.12.117) mitigations=off makes the command NONE, and auto and on
+ * (FORCE) both pick eIBRS, else IBRS on retbleed Intel parts, else retpoline. With them (bugs.c
+ * Linux 7.2.13) mitigations= only clears vectors: auto mitigates only if user_kernel or guest_host
+ * is on, on (FORCE) always does, and IBRS for retbleed is a later update for auto alone
+ * (spectre_v2_update_mitigation), judged by the retbleed mitigation already selected.
  */
-function v2Vectors(p: MitigationPolicy, cmd: string, release: string | undefined, config?: Record<string, string>): { value: SpectreV2Mode; reasons: Reason[] } | undefined {
-  const gen = hasAttackVectors(release)
-  const src = BUGS_C + ' spectre_v2_parse_cmdline; ' + KERNEL_CPU_C + '; ' + S6
-  const explicit = cmd !== 'auto' && cmd !== 'on'
-  if (p.mitigations === 'off' && gen === false) return { value: 'none', reasons: [why('v2.mitigations-off', `mitigations=off (kernel ${release}, before the attack-vector controls: overrides ${explicit ? `spectre_v2=${cmd}` : 'every spectre_v2= choice'})`, src)] }
-  if (gen === false || explicit) {
-    if (gen === 'unknown' && explicit && p.mitigations === 'off') return { value: 'unknown', reasons: [why('v2.generation', `mitigations=off with spectre_v2=${cmd}: kernels before the attack vectors turn spectre_v2 off, later ones honour spectre_v2=, and kernel ${release ?? '(release unknown)'} is not classified`, src)] }
-    return undefined
-  }
-  // auto on a kernel with (or possibly with) vectors.
-  const vec = attackVectors(p.mitigations, kvmEnabled(config) !== false)
-  if (!vec) return { value: 'unknown', reasons: [why('v2.vectors', `mitigations=${p.mitigations} is not an option this agent knows`, src)] }
-  const on = vec.userKernel || vec.guestHost
-  if (on || (gen === 'unknown' && p.mitigations === 'off')) {
-    if (p.mitigations === 'off') return { value: 'none', reasons: [why('v2.mitigations-off', 'mitigations=off: spectre_v2 auto selects nothing', src)] }
-    return undefined
-  }
-  if (gen === 'unknown') return { value: 'unknown', reasons: [why('v2.generation', `mitigations=${p.mitigations}: with attack vectors spectre_v2 stays off (neither user_kernel nor guest_host), without them it is auto; kernel ${release ?? '(release unknown)'} is not classified`, src)] }
-  return { value: 'none', reasons: [why('v2.vectors-off', `mitigations=${p.mitigations}: neither the user_kernel nor the guest_host attack vector is on, so spectre_v2 auto mitigates nothing (kernel ${release})`, src)] }
-}
-
-/** retbleed= values after which auto spectre_v2 does not pick IBRS on retbleed parts (contract/CONTRACT.md section 6). */
-const RETBLEED_NOT_IBRS = new Set(['off', 'stuff'])
-
-export function selectSpectreV2(v: CpuView, p: MitigationPolicy, release?: string, config?: Record<string, string>): { value: SpectreV2Mode; reasons: Reason[] } {
+function spectreV2For(v: CpuView, p: MitigationPolicy, vectors: boolean, release: string | undefined, config?: Record<string, string>): { value: SpectreV2Mode; reasons: Reason[] } {
   const src = BUGS_C + ' spectre_v2_select_mitigation'
-  const cmd = p.spectreV2 ?? 'auto'
-  const gen = v2Vectors(p, cmd, release, config)
-  if (gen) return gen
+  const srcGen = BUGS_C + ' spectre_v2_parse_cmdline; ' + KERNEL_CPU_C + '; ' + S6
+  let cmd = spectreV2Cmd(p, vectors)
+  if (!vectors && cmd !== 'off' && legacyMitigationsOff(p)) {
+    return { value: 'none', reasons: [why('v2.mitigations-off', `mitigations=off (kernel ${release ?? '(release unknown)'}, before the attack-vector controls: overrides ${cmd !== 'auto' ? `spectre_v2=${cmd}` : 'every spectre_v2= choice'})`, srcGen)] }
+  }
   const eibrs = has(v.archCap, ARCH_CAP_IBRS_ALL)
+  const notes: Reason[] = []
+  const eibrsCmds: Record<string, SpectreV2Mode> = { 'eibrs': 'eibrs', 'eibrs,lfence': 'eibrs-lfence', 'eibrs,retpoline': 'eibrs-retpoline' }
+  if (eibrsCmds[cmd]) {
+    if (eibrs === 'unknown') return { value: 'unknown', reasons: [why('v2.cmdline', `spectre_v2=${cmd}, eIBRS unknown`, src)] }
+    if (eibrs === true) return { value: eibrsCmds[cmd]!, reasons: [why('v2.cmdline', `spectre_v2=${cmd} on an eIBRS CPU`, src)] }
+    notes.push(why('v2.cmdline-fallback', `spectre_v2=${cmd} without eIBRS: "Switching to AUTO select"`, src))
+    cmd = 'auto'
+  }
+  if (cmd === 'ibrs') {
+    const ok = v.vendor === 'GenuineIntel' ? bit32(v.edx7, CPUID7_EDX_SPEC_CTRL) : false
+    if (ok === 'unknown') return { value: 'unknown', reasons: [why('v2.cmdline', 'spectre_v2=ibrs, IBRS unknown', src)] }
+    if (ok && !CFG_OFF(config, 'CONFIG_MITIGATION_IBRS_ENTRY', 'CONFIG_CPU_IBRS_ENTRY')) return { value: 'ibrs', reasons: [why('v2.cmdline', 'spectre_v2=ibrs on an Intel CPU with IBRS', src)] }
+    notes.push(why('v2.cmdline-fallback', 'spectre_v2=ibrs without an Intel CPU with IBRS (or without IBRS_ENTRY): "Switching to AUTO select"', src))
+    cmd = 'auto'
+  }
   const explicit: Record<string, SpectreV2Mode> = {
     'off': 'none', 'retpoline': 'retpoline', 'retpoline,generic': 'retpoline',
     'retpoline,lfence': 'lfence', 'retpoline,amd': 'lfence',
   }
-  if (explicit[cmd]) return { value: explicit[cmd]!, reasons: [why('v2.cmdline', `spectre_v2=${cmd}`, src)] }
-  const eibrsCmds: Record<string, SpectreV2Mode> = { 'eibrs': 'eibrs', 'eibrs,lfence': 'eibrs-lfence', 'eibrs,retpoline': 'eibrs-retpoline' }
-  if (eibrsCmds[cmd]) {
-    if (eibrs === true) return { value: eibrsCmds[cmd]!, reasons: [why('v2.cmdline', `spectre_v2=${cmd} on an eIBRS CPU`, src)] }
-    if (eibrs === 'unknown') return { value: 'unknown', reasons: [why('v2.cmdline', `spectre_v2=${cmd}, eIBRS unknown`, src)] }
-    // "selected but CPU doesn't have eIBRS. Switching to AUTO select"
-  }
-  if (cmd === 'ibrs' && v.vendor === 'GenuineIntel' && bit32(v.edx7, CPUID7_EDX_SPEC_CTRL) === true) {
-    return { value: 'ibrs', reasons: [why('v2.cmdline', 'spectre_v2=ibrs on an Intel CPU with IBRS', src)] }
-  }
-  if (!['auto', 'on', 'ibrs', ...Object.keys(eibrsCmds)].includes(cmd)) {
-    return { value: 'unknown', reasons: [why('v2.cmdline-unknown', `spectre_v2=${cmd} is not an option this agent knows`, src)] }
-  }
-  // AUTO (bugs.c: eIBRS first; then IBRS for Intel retbleed parts with CONFIG_MITIGATION_IBRS_ENTRY; else retpoline).
-  if (eibrs === true) return { value: 'eibrs', reasons: [why('v2.auto-eibrs', 'auto: the CPU has eIBRS (ARCH_CAP IBRS_ALL)', src)] }
-  if (v.vendor === 'AuthenticAMD' && (v.family ?? 0) >= 0x19) {
-    return { value: 'unknown', reasons: [why('v2.auto-amd-autoibrs', 'auto on AMD family 19h+: Automatic IBRS (CPUID 0x80000021) decides, and the probe does not read that leaf', src)] }
-  }
-  if (eibrs === 'unknown' && v.archCap === undefined) return { value: 'unknown', reasons: [why('v2.auto', 'ARCH_CAPABILITIES could not be read', src)] }
+  if (explicit[cmd]) return { value: explicit[cmd]!, reasons: [why('v2.cmdline', cmd === 'off' && p.nospectreV2 ? 'nospectre_v2 (it overrides every spectre_v2=)' : `spectre_v2=${cmd}`, src)] }
+  // cmd is auto or on (FORCE).
+  const vec = vectors ? attackVectors(p.all.mitigations, kvmEnabled(config) !== false) : undefined
+  const mitigate = cmd === 'on' || !vec || vec.userKernel || vec.guestHost
   const rb = retbleedIntel(v)
   const ibrs = bit32(v.edx7, CPUID7_EDX_SPEC_CTRL)
-  if (rb === true && ibrs === true) {
-    // 6.1: retbleed_cmd != OFF; 7.2: retbleed_mitigation != NONE && != STUFF (contract/CONTRACT.md section 6).
-    if (p.retbleed !== undefined && RETBLEED_NOT_IBRS.has(p.retbleed)) {
-      return { value: 'retpoline', reasons: [why('v2.auto-retbleed', `auto: Intel part affected by RETBLEED, but retbleed=${p.retbleed} keeps spectre_v2 from choosing IBRS: retpoline`, src + '; ' + S6)] }
-    }
-    return { value: 'ibrs', reasons: [why('v2.auto-ibrs', `auto: Intel part affected by RETBLEED with IBRS available (assumes CONFIG_MITIGATION_IBRS_ENTRY=y${p.retbleed === undefined ? ' and retbleed=auto, the defaults' : `; retbleed=${p.retbleed}`})`, src + '; ' + COMMON_C + ' cpu_vuln_blacklist RETBLEED')] }
+  const rbCmd = retbleedCmd(p, release)
+  // Whether IBRS for retbleed applies after the base choice (bugs.c, see above).
+  let ibrsRule: boolean, ibrsWhy: string
+  if (!vectors) { ibrsRule = rbCmd !== 'off' && rbCmd !== 'stuff'; ibrsWhy = `retbleed=${rbCmd}` }
+  else if (cmd === 'on') { ibrsRule = false; ibrsWhy = 'spectre_v2=on: spectre_v2_update_mitigation picks IBRS for auto only' }
+  else {
+    // retbleed_select_mitigation 7.2.13: off -> NONE; stuff stays STUFF (CALL_DEPTH_TRACKING, Intel);
+    // unret/ibpb stay; auto -> IBRS only if RETBLEED is to be mitigated (the same vectors as spectre_v2).
+    const stuff = rbCmd === 'stuff' && !CFG_OFF(config, 'CONFIG_MITIGATION_CALL_DEPTH_TRACKING')
+    ibrsRule = rbCmd === 'auto' ? mitigate && !CFG_OFF(config, 'CONFIG_MITIGATION_RETBLEED') : rbCmd !== 'off' && !stuff
+    ibrsWhy = `retbleed=${rbCmd}${rbCmd === 'auto' && !mitigate ? ' with neither user_kernel nor guest_host on: retbleed mitigation NONE' : ''}`
   }
-  if (rb === 'unknown' || ibrs === 'unknown') return { value: 'unknown', reasons: [why('v2.auto', 'RETBLEED or IBRS state unknown', src)] }
-  return { value: 'retpoline', reasons: [why('v2.auto-retpoline', 'auto: no eIBRS and no IBRS-for-retbleed: retpoline', src + ' spectre_v2_select_retpoline')] }
+  ibrsRule = ibrsRule && !CFG_OFF(config, 'CONFIG_MITIGATION_IBRS_ENTRY', 'CONFIG_CPU_IBRS_ENTRY')
+  const ret = (value: SpectreV2Mode, r: Reason) => ({ value, reasons: [...notes, r] })
+  let base: SpectreV2Mode
+  if (!mitigate) base = 'none'
+  else if (eibrs === true) return ret('eibrs', why('v2.auto-eibrs', `${cmd}: the CPU has eIBRS (ARCH_CAP IBRS_ALL)`, src))
+  else if (v.vendor === 'AuthenticAMD' && (v.family ?? 0) >= 0x19) return ret('unknown', why('v2.auto-amd-autoibrs', `${cmd} on AMD family 19h+: Automatic IBRS (CPUID 0x80000021) decides, and the probe does not read that leaf`, src))
+  else if (eibrs === 'unknown' && v.archCap === undefined) return ret('unknown', why('v2.auto', 'ARCH_CAPABILITIES could not be read', src))
+  else base = 'retpoline'
+  if (ibrsRule && rb !== false && ibrs !== false) {
+    if (rb === 'unknown' || ibrs === 'unknown') return ret('unknown', why('v2.auto', 'RETBLEED or IBRS state unknown', src))
+    return ret('ibrs', why('v2.auto-ibrs', `${cmd}: Intel part affected by RETBLEED with IBRS available (${ibrsWhy}; assumes CONFIG_MITIGATION_IBRS_ENTRY=y unless the config says otherwise)`, src + '; ' + COMMON_C + ' cpu_vuln_blacklist RETBLEED; ' + S6))
+  }
+  if (rb === true && ibrs === true && base !== 'none') return ret(base, why('v2.auto-retbleed', `${cmd}: Intel part affected by RETBLEED, but ${ibrsWhy} keeps spectre_v2 from choosing IBRS: retpoline`, src + '; ' + S6))
+  if (base === 'none') {
+    if (p.mitigations?.startsWith('off')) return ret('none', why('v2.mitigations-off', 'mitigations=off: spectre_v2 auto selects nothing', srcGen))
+    return ret('none', why('v2.vectors-off', `mitigations=${p.mitigations}: neither the user_kernel nor the guest_host attack vector is on, so spectre_v2 auto mitigates nothing (kernel ${release})`, srcGen))
+  }
+  return ret('retpoline', why('v2.auto-retpoline', `${cmd}: no eIBRS and no IBRS-for-retbleed: retpoline`, src + ' spectre_v2_select_retpoline'))
+}
+
+export function selectSpectreV2(v: CpuView, p: MitigationPolicy, release?: string, config?: Record<string, string>): { value: SpectreV2Mode; reasons: Reason[] } {
+  const gen = hasAttackVectors(release)
+  if (gen !== 'unknown') return spectreV2For(v, p, gen, release, config)
+  const old = spectreV2For(v, p, false, release, config), neu = spectreV2For(v, p, true, release, config)
+  if (old.value === neu.value) return old
+  const src = BUGS_C + ' spectre_v2_select_mitigation; ' + KERNEL_CPU_C + '; ' + S6
+  return { value: 'unknown', reasons: [why('v2.generation', `kernels before the attack vectors select ${old.value} here, kernels with them ${neu.value}, and kernel ${release ?? '(release unknown)'} is not classified`, src)] }
 }
 
 // ---- BHI mitigation (bugs.c bhi_select_mitigation / bhi_apply_mitigation, contract/CONTRACT.md section 6) -----
@@ -183,39 +198,44 @@ export function selectSpectreV2(v: CpuView, p: MitigationPolicy, release?: strin
 type BhiPolicy = 'on' | 'off' | 'vmexit' | 'unknown'
 
 export function bhiPolicy(p: MitigationPolicy, release?: string, config?: Record<string, string>): { value: BhiPolicy; reason: Reason } {
-  const src = BUGS_C + ' spectre_bhi_parse_cmdline; ' + S6
   const gen = hasAttackVectors(release)
+  if (gen !== 'unknown') return bhiPolicyFor(p, gen, release, config)
+  const old = bhiPolicyFor(p, false, release, config), neu = bhiPolicyFor(p, true, release, config)
+  if (old.value === neu.value) return old
+  return { value: 'unknown', reason: why('bhi.policy-generation', `mitigations=${p.mitigations}: attack vectors decide on kernels that have them, auto applies on older ones, and kernel ${release ?? '(release unknown)'} is not classified`, BUGS_C + ' spectre_bhi_parse_cmdline; ' + S6) }
+}
+
+function bhiPolicyFor(p: MitigationPolicy, vectors: boolean, release: string | undefined, config?: Record<string, string>): { value: BhiPolicy; reason: Reason } {
+  const src = BUGS_C + ' spectre_bhi_parse_cmdline; ' + S6
   const kvm = kvmEnabled(config)
   const kvmText = kvm === 'unknown' ? 'assumes CONFIG_KVM enabled (Debian: =m; no /boot/config-<release> was read)' : `CONFIG_KVM=${config?.['CONFIG_KVM'] ?? 'n'} in the kernel's config`
-  if (p.spectreBhi === 'vmexit') {
-    // vmexit exists since 6.11; older kernels (Debian 12's 6.1.y, measured under QEMU) log
-    // "Ignoring unknown spectre_bhi option (vmexit)" and keep their default (on).
-    const ver = kernelVersion(release)
-    if (ver && (ver[0] < 6 || (ver[0] === 6 && ver[1] < 11))) {
-      return { value: 'on', reason: why('bhi.policy-vmexit-unknown', `spectre_bhi=vmexit is not known to kernel ${release} (added in 6.11): the default (on) applies`, src) }
-    }
-  }
+  const cmd = spectreBhiCmd(p, release)
   // An explicit spectre_bhi= is honoured on every generation (before the vectors, mitigations=off
   // turns spectre_v2 off, and selectBhi then never reaches BHI selection).
-  if (p.spectreBhi === 'on' || p.spectreBhi === 'off' || p.spectreBhi === 'vmexit') return { value: p.spectreBhi, reason: why('bhi.policy', `spectre_bhi=${p.spectreBhi}`, src) }
-  if (p.spectreBhi !== undefined && p.spectreBhi !== 'auto') return { value: 'unknown', reason: why('bhi.policy', `spectre_bhi=${p.spectreBhi} is not an option this agent knows`, src) }
+  if (cmd) return { value: cmd, reason: why('bhi.policy', `spectre_bhi=${cmd}`, src) }
+  // Values the parser does not know are ignored ("Ignoring unknown spectre_bhi option"): vmexit
+  // before 6.11 (Debian 12's 6.1.y, measured under QEMU), auto everywhere (bugs.c 7.2.13 knows only on/off/vmexit).
+  const ignored = p.all.spectreBhi.filter(x => x !== 'auto')
+  const ign = ignored.length ? `; spectre_bhi=${ignored.at(-1)} is ignored by kernel ${release ?? '(release unknown)'}${ignored.at(-1) === 'vmexit' ? ' (vmexit was added in 6.11)' : ''}` : ''
   const m = p.mitigations
-  const dflt = `${p.spectreBhi ? 'spectre_bhi=auto' : 'no spectre_bhi='}${m ? `, mitigations=${m}` : ''}`
+  const dflt = `${p.spectreBhi !== undefined ? `spectre_bhi=${p.spectreBhi}` : 'no spectre_bhi='}${m !== undefined ? `, mitigations=${m}` : ''}${ign}`
   // CONFIG_MITIGATION_SPECTRE_BHI=n makes the default off (bugs.c: bhi_mitigation's initial value).
   if (config?.['CONFIG_MITIGATION_SPECTRE_BHI'] === 'n') return { value: 'off', reason: why('bhi.policy-config', `${dflt}: off (CONFIG_MITIGATION_SPECTRE_BHI is not set in the kernel's config)`, src) }
-  if ((m === undefined || m === 'auto' || m === 'auto,nosmt') && !(gen === true && kvm === false)) {
-    return { value: 'on', reason: why('bhi.policy-default', `${dflt}: on (assumes the default CONFIG_MITIGATION_SPECTRE_BHI=y${gen === true ? `; the guest_host vector follows CONFIG_KVM: ${kvmText}` : ''})`, src) }
-  }
-  if (m === 'off') return { value: 'off', reason: why('bhi.policy', 'mitigations=off', src) }
-  if (gen === false) {
+  if (!vectors) {
+    if (legacyMitigationsOff(p)) return { value: 'off', reason: why('bhi.policy', 'mitigations=off', src) }
     // kernel/cpu.c before the vectors: "Unsupported mitigations=..." and auto stays.
-    return { value: 'on', reason: why('bhi.policy-legacy-auto', `${dflt}: kernel ${release} has no attack-vector controls, logs "Unsupported mitigations=" and behaves as auto: on`, src + '; ' + KERNEL_CPU_C) }
+    if (p.all.mitigations.some(x => x !== 'off' && x !== 'auto' && x !== 'auto,nosmt')) {
+      return { value: 'on', reason: why('bhi.policy-legacy-auto', `${dflt}: kernel ${release} has no attack-vector controls, logs "Unsupported mitigations=" and behaves as auto: on`, src + '; ' + KERNEL_CPU_C) }
+    }
+    return { value: 'on', reason: why('bhi.policy-default', `${dflt}: on (assumes the default CONFIG_MITIGATION_SPECTRE_BHI=y)`, src) }
   }
-  const vec = attackVectors(m, kvm !== false)
-  if (!vec) return { value: 'unknown', reason: why('bhi.policy', `mitigations=${m} is not an option this agent knows`, src) }
-  if (gen === 'unknown') return { value: 'unknown', reason: why('bhi.policy-generation', `mitigations=${m}: attack vectors decide on kernels that have them, auto applies on older ones, and kernel ${release ?? '(release unknown)'} is not classified`, src) }
-  // 7.x bhi_select_mitigation, auto: user_kernel and guest_host -> on; guest_host only -> VM exit only; else off.
+  const vec = attackVectors(p.all.mitigations, kvm !== false)
+  // 7.x bhi_select_mitigation (bugs.c Linux 7.2.13), auto: user_kernel and guest_host -> on; guest_host only -> VM exit only; else off.
   const value: BhiPolicy = vec.guestHost ? (vec.userKernel ? 'on' : 'vmexit') : 'off'
+  if (defaultVectors(vec, kvm !== false) && kvm !== false) {
+    return { value, reason: why('bhi.policy-default', `${dflt}: on (assumes the default CONFIG_MITIGATION_SPECTRE_BHI=y; the guest_host vector follows CONFIG_KVM: ${kvmText})`, src) }
+  }
+  if (m?.startsWith('off') && !p.all.mitigations.some(x => x.startsWith('auto'))) return { value: 'off', reason: why('bhi.policy', 'mitigations=off', src) }
   return { value, reason: why('bhi.policy-vectors', `${dflt}: attack vectors user_kernel ${vec.userKernel ? 'on' : 'off'}, guest_host ${vec.guestHost ? `on (${kvmText})` : `off${kvm === false && !(m ?? '').includes('no_guest_host') ? ` (${kvmText}: its default)` : ''}`}: BHI ${value === 'vmexit' ? 'on VM exit only' : value}`, BUGS_C + ' bhi_select_mitigation; ' + KERNEL_CPU_C + '; ' + S6) }
 }
 
@@ -248,12 +268,13 @@ export function selectBhi(v: CpuView, affected: Tri, v2: SpectreV2Mode, p: Mitig
   const pol = bhiPolicy(p, release, config)
   // spectre_v2=off / nospectre_v2 (SPECTRE_V2_CMD_NONE) turns BHI off on every generation
   // (7.x bhi_update_mitigation; before, spectre_v2 NONE returns before BHI is selected).
-  if (p.spectreV2 === 'off') return { value: 'vulnerable', reasons: [why('bhi.v2-off', 'spectre_v2=off: no BHI mitigation is selected', src + ' bhi_update_mitigation')] }
+  const gen = hasAttackVectors(release)
+  const v2Off = gen === 'unknown' ? spectreV2Cmd(p, false) === 'off' && spectreV2Cmd(p, true) === 'off' : spectreV2Cmd(p, gen) === 'off'
+  if (v2Off) return { value: 'vulnerable', reasons: [why('bhi.v2-off', `${p.nospectreV2 ? 'nospectre_v2' : 'spectre_v2=off'}: no BHI mitigation is selected`, src + ' bhi_update_mitigation')] }
   if (v2 === 'none' || v2 === 'not-affected') {
     // Before the attack vectors, spectre_v2 NONE (mitigations=off) returns before BHI is selected.
     // With them BHI is selected on its own (measured on 7.2.13: mitigations=off spectre_bhi=on ->
     // "Vulnerable; ...; BHI: SW loop, KVM: SW loop").
-    const gen = hasAttackVectors(release)
     if (gen === false || pol.value === 'off') return { value: 'vulnerable', reasons: [pol.reason, why('bhi.v2-off', `spectre_v2 mitigation off${gen === false ? ` on kernel ${release} (before the attack vectors): BHI is never selected` : ' and BHI policy off'}`, src)] }
     if (gen === 'unknown') return { value: 'unknown', reasons: [pol.reason, why('bhi.generation', `spectre_v2 off: older kernels then select no BHI mitigation, kernels with attack vectors still do; kernel ${release ?? '(release unknown)'} is not classified`, src)] }
   }
@@ -281,6 +302,10 @@ export function selectBhi(v: CpuView, affected: Tri, v2: SpectreV2Mode, p: Mitig
   if (rrsbaOff === 'unknown') return { value: 'unknown', reasons: [...reasons, why('bhi.state-retpoline', 'policy off; whether RRSBA is disabled is unknown', src)] }
   if (rrsbaOff === true && retpoline) return { value: 'retpoline', reasons: [...reasons, why('bhi.state-retpoline', `policy off, but spectre_bhi_state() reports "Retpoline" whenever retpoline is in use and ${rrsbaText}`, src)] }
   if (rrsbaOff === true && lfence) {
+    // retpoline_seq_enabled() excludes RETPOLINE_LFENCE in bugs.c 6.1.192, 6.12.117 and Linux 7.2.13
+    // (spectre_bhi_state): "Vulnerable". Older stable kernels lack the check; only 7.2+ is taken as read.
+    const ver = kernelVersion(release)
+    if (ver && (ver[0] > 7 || (ver[0] === 7 && ver[1] >= 2))) return { value: 'vulnerable', reasons: [...reasons, why('bhi.state-retpoline-lfence', `policy off with eIBRS+LFENCE: spectre_bhi_state() counts only the retpoline sequence, not LFENCE (kernel ${release}): "Vulnerable"`, src + ' retpoline_seq_enabled')] }
     return { value: 'unknown', reasons: [...reasons, why('bhi.state-retpoline-lfence', 'policy off with eIBRS+LFENCE: kernels before the RETPOLINE_LFENCE check in spectre_bhi_state() say "Retpoline", newer ones "Vulnerable"', src)] }
   }
   return { value: 'vulnerable', reasons: [...reasons, why('bhi.off', 'spectre_bhi=off (or mitigations=off): no BHI mitigation', src)] }

@@ -40,11 +40,13 @@ export interface KernelFacts {
 /**
  * Options that change the mitigation defaults (contract/CONTRACT.md section 6): CONFIG_KVM is what the
  * 7.x guest_host attack vector defaults to; the others name the BHI / IBRS-entry / retpoline
- * defaults under their 6.9+ (MITIGATION_*) and older names.
+ * defaults under their 6.9+ (MITIGATION_*) and older names; CALL_DEPTH_TRACKING and RETBLEED decide
+ * whether retbleed=stuff / the default retbleed mitigation keep auto spectre_v2 from IBRS (bugs.c Linux 7.2.13).
  */
 export const KERNEL_CONFIG_OPTIONS = [
   'CONFIG_KVM', 'CONFIG_MITIGATION_SPECTRE_BHI', 'CONFIG_SPECTRE_BHI_ON', 'CONFIG_MITIGATION_IBRS_ENTRY', 'CONFIG_CPU_IBRS_ENTRY',
   'CONFIG_MITIGATION_RETPOLINE', 'CONFIG_RETPOLINE', 'CONFIG_CPU_MITIGATIONS',
+  'CONFIG_MITIGATION_CALL_DEPTH_TRACKING', 'CONFIG_MITIGATION_RETBLEED',
 ] as const
 
 /** The KERNEL_CONFIG_OPTIONS lines of a kernel config file. */

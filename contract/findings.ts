@@ -30,7 +30,7 @@ const ALT_RET = 'RRSBA behaviour (a RET that underflows the RSB predicted from t
 export const FINDINGS: readonly FindingDef[] = [
   // ---- the kernel's own state --------------------------------------------------------------
   { id: 'kernel.bhi-vulnerable', effect: 'vulnerable', title: 'the kernel reports BHI: Vulnerable (no BHI mitigation)',
-    remedy: { bhi: 'remove spectre_bhi=off (or mitigations=off) from the kernel command line; spectre_bhi=on is the default on 6.9 and later' },
+    remedy: { bhi: 'remove spectre_bhi=off (or mitigations=off) from the kernel command line; spectre_bhi=on is the default on 6.9 and later. On attack-vector kernels (7.x) automatic BHI needs the guest_host vector: it is off after mitigations=off or mitigations=auto,no_guest_host, and by default in a kernel built without CONFIG_KVM; spectre_bhi=on still applies then' },
     sources: [S(6), `${BUGS_C} spectre_bhi_state(), bhi_select_mitigation()`] },
   { id: 'kernel.bhi-vmexit-only', effect: 'vulnerable', title: 'the kernel clears the BHB on VM exit only ("BHI: Vulnerable, KVM: SW loop"): system calls from user space are not mitigated',
     remedy: { bhi: 'use spectre_bhi=on instead of spectre_bhi=vmexit (on attack-vector kernels: keep the user_kernel vector on)' },
@@ -38,9 +38,9 @@ export const FINDINGS: readonly FindingDef[] = [
   { id: 'kernel.bhi-not-reported', effect: 'unknown', title: 'the kernel predates BHI reporting (no "BHI:" segment in spectre_v2) on a CPU that is affected',
     remedy: { bhi: 'run a kernel with the BHI mitigation (mainline 6.9 or later, or a stable kernel with the April 2024 backport)' },
     sources: [S(6)] },
-  { id: 'kernel.mitigations-off', effect: 'vulnerable', title: 'the kernel runs without a Spectre v2 mitigation (spectre_v2 "Vulnerable": mitigations=off or spectre_v2=off)',
-    remedy: { any: 'remove mitigations=off, spectre_v2=off and nospectre_v2 from the kernel command line' },
-    sources: [S(6), `${BUGS_C} spectre_v2_strings[SPECTRE_V2_NONE]`] },
+  { id: 'kernel.mitigations-off', effect: 'vulnerable', title: 'the kernel runs without a Spectre v2 mitigation (spectre_v2 "Vulnerable": mitigations=off, spectre_v2=off, or on 7.x neither the user_kernel nor the guest_host attack vector)',
+    remedy: { any: 'remove mitigations=off, spectre_v2=off and nospectre_v2 (anywhere on the line: it overrides every spectre_v2=) from the kernel command line; on attack-vector kernels (7.x) keep user_kernel or guest_host on (no mitigations=auto,no_user_kernel,no_guest_host), or give spectre_v2=on, which ignores the vectors' },
+    sources: [S(6), `${BUGS_C} spectre_v2_strings[SPECTRE_V2_NONE], should_mitigate_vuln() (Linux 7.2.13)`] },
   { id: 'kernel.v2-vulnerable', effect: 'vulnerable', title: 'the kernel says its Spectre v2 mode is vulnerable (e.g. "Vulnerable: LFENCE", or eIBRS with unprivileged eBPF)',
     remedy: { retpoline: 'choose spectre_v2=retpoline (or spectre_v2=eibrs where the CPU has eIBRS) instead of spectre_v2=lfence; for the eBPF variants set kernel.unprivileged_bpf_disabled=1' },
     sources: [S(6), `${BUGS_C} spectre_v2_strings[SPECTRE_V2_LFENCE] (renamed from "Mitigation: LFENCE" to "Vulnerable: LFENCE"), spectre_v2_show_state()`] },

@@ -36,26 +36,34 @@ const VECTOR_OPTS: Record<string, keyof AttackVectors> = {
 }
 
 /**
- * The vectors a vector-aware kernel ends with. mitigations=off clears every vector; auto (or no
- * option) leaves all on, except guest_host and guest_guest, which default to IS_ENABLED(CONFIG_KVM)
- * (`kvm`: from the kernel's config when the agent could read it, see kvmEnabled).
- * undefined: an option this agent does not know.
+ * The vectors a vector-aware kernel ends with, replaying every mitigations= occurrence as
+ * kernel/cpu.c (Linux 7.2.13) mitigations_parse_cmdline does: the global option is matched as a
+ * prefix ("auto,nosmt", "auto", "off"; none: the previous one stays); off clears every vector; after
+ * a "," each no_<vector> clears one, and the first unknown option ("Unsupported mitigations
+ * options") ends the parse, so later ones are not applied; auto never sets a vector back on.
+ * guest_host and guest_guest start as IS_ENABLED(CONFIG_KVM) (`kvm`, see kvmEnabled).
  */
-export function attackVectors(mitigations: string | undefined, kvm = true): AttackVectors | undefined {
-  const all = (on: boolean): AttackVectors => ({ userKernel: on, userUser: on, guestHost: on && kvm, guestGuest: on && kvm, crossThread: on })
-  if (mitigations === undefined || mitigations === '') return all(true)
-  if (mitigations === 'off') return all(false)
-  const [head, ...rest] = mitigations.split(',')
-  if (head !== 'auto') return undefined
-  const v = all(true)
-  for (const o of rest) {
-    if (o === 'nosmt') continue
-    const k = VECTOR_OPTS[o]
-    if (!k) return undefined
-    v[k] = false
+export function attackVectors(occurrences: readonly string[], kvm = true): AttackVectors {
+  const v: AttackVectors = { userKernel: true, userUser: true, guestHost: kvm, guestGuest: kvm, crossThread: true }
+  let off = false
+  for (const arg of occurrences) {
+    const g = ['auto,nosmt', 'auto', 'off'].find(x => arg.startsWith(x))
+    if (g) off = g === 'off'
+    if (off) for (const k of Object.keys(v) as (keyof AttackVectors)[]) v[k] = false
+    const rest = arg.slice(g?.length ?? 0)
+    if (!rest.startsWith(',')) continue
+    for (const o of rest.slice(1).split(',')) {
+      const k = VECTOR_OPTS[o]
+      if (!k) break
+      v[k] = false
+    }
   }
   return v
 }
+
+/** True when the vectors are the defaults (no option cleared one). */
+export const defaultVectors = (v: AttackVectors, kvm: boolean): boolean =>
+  v.userKernel && v.userUser && v.crossThread && v.guestHost === kvm && v.guestGuest === kvm
 
 /**
  * IS_ENABLED(CONFIG_KVM) from the kernel's config options (facts.kernel.config: y or m -> true, n or
@@ -67,11 +75,52 @@ export function kvmEnabled(config: Record<string, string> | undefined): Tri {
   return v === 'y' || v === 'm'
 }
 
-/** mitigations= names attack vectors (auto,no_...), which pre-vector kernels do not understand. */
-export const namesVectors = (m: string | undefined): boolean => m !== undefined && m.split(',').slice(1).some(o => o !== 'nosmt')
+/**
+ * mitigations= as an older kernel (no vectors) takes it (kernel/cpu.c 6.1.192 / 6.12.117): only
+ * exactly off, auto or auto,nosmt set it; anything else logs "Unsupported mitigations=" and keeps the
+ * previous value (auto by default).
+ */
+export function legacyMitigationsOff(p: MitigationPolicy): boolean {
+  return p.all.mitigations.filter(m => m === 'off' || m === 'auto' || m === 'auto,nosmt').at(-1) === 'off'
+}
+
+/** spectre_v2= values the parsers know (bugs.c 6.1.192, 6.12.117, 7.2.13). */
+const V2_CMDS = new Set(['off', 'on', 'retpoline', 'retpoline,amd', 'retpoline,lfence', 'retpoline,generic', 'eibrs', 'eibrs,lfence', 'eibrs,retpoline', 'auto', 'ibrs'])
 
 /**
- * mitigations= as an older kernel (no vectors) takes it: off, or auto (anything it does not
- * know logs "Unsupported mitigations=" and stays auto; kernel/cpu.c 6.1/6.12).
+ * The spectre_v2 command the kernel ends with. nospectre_v2 wins everywhere. Before the vectors
+ * (6.1.192 / 6.12.117) spectre_v2_parse_cmdline reads the last occurrence on the whole line
+ * (cmdline_find_option, which does not stop at "--") and an unknown value is AUTO; with them (7.2.13) it is an early param that ignores an unknown value,
+ * so the last known one stays.
  */
-export const legacyMitigationsOff = (p: MitigationPolicy): boolean => p.mitigations === 'off'
+export function spectreV2Cmd(p: MitigationPolicy, vectors: boolean): string {
+  if (vectors) return p.nospectreV2 ? 'off' : p.all.spectreV2.filter(x => V2_CMDS.has(x)).at(-1) ?? 'auto'
+  // cmdline_find_option reads the whole line, past "--" too (see MitigationPolicy.wholeLine).
+  if (p.wholeLine.nospectreV2) return 'off'
+  const last = p.wholeLine.spectreV2.at(-1)
+  return last !== undefined && V2_CMDS.has(last) ? last : 'auto'
+}
+
+const before = (release: string | undefined, major: number, minor: number): boolean => {
+  const v = kernelVersion(release)
+  return v !== undefined && (v[0] < major || (v[0] === major && v[1] < minor))
+}
+
+/**
+ * spectre_bhi= as spectre_bhi_parse_cmdline takes it (6.1.192, 6.12.117, 7.2.13): on, off and (6.11+)
+ * vmexit set the policy, anything else (auto included) is ignored; undefined: the default.
+ */
+export function spectreBhiCmd(p: MitigationPolicy, release: string | undefined): 'on' | 'off' | 'vmexit' | undefined {
+  const known = (x: string) => x === 'on' || x === 'off' || (x === 'vmexit' && !before(release, 6, 11))
+  return p.all.spectreBhi.filter(known).at(-1) as 'on' | 'off' | 'vmexit' | undefined
+}
+
+/**
+ * The retbleed= command: retbleed_parse_cmdline (6.1.192, 6.12.117, 7.2.13) walks a ","-list in
+ * every occurrence; off/auto/unret/ibpb/stuff each replace the previous one (stuff from 6.2: 6.1.192
+ * ignores it), nosmt and force do not.
+ */
+export function retbleedCmd(p: MitigationPolicy, release: string | undefined): string {
+  const known = new Set(['off', 'auto', 'unret', 'ibpb', ...(before(release, 6, 2) ? [] : ['stuff'])])
+  return p.all.retbleed.flatMap(r => r.split(',')).filter(x => known.has(x)).at(-1) ?? 'auto'
+}
