@@ -195,6 +195,30 @@ t.test('kernel deaths: expected deaths pass only with their line; an unexpected 
   t.match(qemuTable(tr.rows), /died: WARNING: arch\/x86\/kernel\/alternative\.c:745 at apply_retpolines/)
 })
 
+// The measured 7.2.13 TCG flake (host/qemu/death.ts TCG_TEXT_POKE_FLAKE): booted once more, said so.
+t.test('an "Oops: int3" before /init is booted once more and the pass says so; twice fails; other deaths never retry', async t => {
+  const int3 = { line: 'Kernel panic - not syncing: Fatal exception in interrupt', lines: ['Oops: int3: 0000 [#1] SMP NOPTI', 'Kernel panic - not syncing: Fatal exception in interrupt'] }
+  const dead = fakeBoot({ ok: false, death: int3, error: `kernel died before /init: ${int3.line}` }, new Map())
+  const good = fakeBoot()
+  let n = 0
+  const calls: BootOptions[] = []
+  const flaky: TierDeps['boot'] = async o => { calls.push(o); return n++ === 0 ? dead.fn(o) : good.fn(o) }
+  const r = await runQemuTier({ boots: [boot], paths, deps: { resolveKernel, build: () => image, boot: flaky } })
+  t.equal(calls.length, 2, 'booted twice')
+  t.equal(r.rows[0]!.status, 'pass', 'the second boot passes')
+  t.ok(r.points[0]!.comments?.some(c => /booted twice: the first attempt died before \/init with "Kernel panic - not syncing: Fatal exception in interrupt" \(TCG text-patching race/.test(c)), 'the TAP point names the first attempt')
+  const twice = fakeBoot({ ok: false, death: int3, error: `kernel died before /init: ${int3.line}` }, new Map())
+  const r2 = await runQemuTier({ boots: [boot], paths, deps: { resolveKernel, build: () => image, boot: twice.fn } })
+  t.same([twice.calls.length, r2.rows[0]!.status], [2, 'fail'], 'dies twice: fails')
+  const other = { line: 'BUG: kernel NULL pointer dereference, address: 0', lines: ['BUG: kernel NULL pointer dereference, address: 0'] }
+  const once = fakeBoot({ ok: false, death: other, error: `kernel died before /init: ${other.line}` }, new Map())
+  const r3 = await runQemuTier({ boots: [boot], paths, deps: { resolveKernel, build: () => image, boot: once.fn } })
+  t.same([once.calls.length, r3.rows[0]!.status], [1, 'fail'], 'any other death: one boot, fails')
+  const expected = fakeBoot({ ok: false, death: int3, error: `kernel died before /init: ${int3.line}` }, new Map())
+  await runQemuTier({ boots: [{ ...boot, death: 'Oops: int3' }], paths, deps: { resolveKernel, build: () => image, boot: expected.fn } })
+  t.equal(expected.calls.length, 1, 'a death the matrix expects is never retried')
+})
+
 // --- `scenarios run` wiring (no boot: the filter selects none, or the input is rejected) -------
 t.test('scenarios run: a qemu dir next to the cases dir is the matrix; bad files and --qemu-set are errors', async t => {
   const { main } = await import('../cli/scenarios-run.js')

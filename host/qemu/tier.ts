@@ -15,7 +15,7 @@ import type { TapPoint } from '../../bin/lib/tap.js'
 import { packageRoot } from '../runner/catalog.js'
 import { bootGuest, type Accel, type BootOptions, type BootResult } from './boot.js'
 import { checkBoot, type BootFacts } from './checks.js'
-import { deathMatches } from './death.js'
+import { deathMatches, isTcgTextPokeFlake } from './death.js'
 import { buildImage, type ImageBuild, type ImageKernel } from './image.js'
 import { bootKernel, originText, resolveKernel, type BootKernel, type KernelSpec, type Resolution } from './kernels.js'
 import { buildUdevImage, udevOverlayScript } from './udev-image.js'
@@ -285,7 +285,7 @@ export async function runQemuTier(o: TierOptions): Promise<TierResult> {
       o.progress?.(k + 1, o.boots.length, b.name)
       continue
     }
-    const r = await deps.boot({ image: ki.image, kernel: ki.vmlinuz, cpu: b.cpu, append: b.append, smp: b.vcpus, accel, timeoutMs: o.timeoutMs ?? 180_000, ...(workDir ? { workDir } : {}) })
+    const r = await bootOnceMore(deps.boot, { image: ki.image, kernel: ki.vmlinuz, cpu: b.cpu, append: b.append, smp: b.vcpus, accel, timeoutMs: o.timeoutMs ?? 180_000, ...(workDir ? { workDir } : {}) }, b.death !== undefined)
     const seconds = sec1(r.wallMs)
     const died = deathOutcome(b, r)
     const c = died ? undefined : checkBoot(r.sections, { cpu: b.cpu, append: b.append, accel: r.accel, vcpus: b.vcpus })
@@ -309,6 +309,18 @@ export async function runQemuTier(o: TierOptions): Promise<TierResult> {
     o.progress?.(k + 1, o.boots.length, b.name)
   }
   return { points, rows, ...(images.length ? { image: images } : {}) }
+}
+
+/**
+ * Boot; when the kernel died before /init of the TCG text-patching race (death.ts
+ * TCG_TEXT_POKE_FLAKE) and the matrix expects no death, boot once more. The result carries a note
+ * naming the first attempt's line and console (kept), so a retried pass is never silent.
+ */
+export async function bootOnceMore(boot: TierDeps['boot'], opts: BootOptions, deathExpected: boolean): Promise<BootResult> {
+  const first = await boot(opts)
+  if (deathExpected || !isTcgTextPokeFlake(first.death)) return first
+  const again = await boot(opts.workDir ? { ...opts, workDir: `${opts.workDir}.retry` } : opts)
+  return { ...again, notes: [...again.notes, `booted twice: the first attempt died before /init with "${first.death!.line}" (TCG text-patching race, host/qemu/death.ts; console ${first.consoleLog})`] }
 }
 
 /**
@@ -361,7 +373,8 @@ async function runPatchedBoot(b: QemuBoot, img: Extract<KernelImage, { ok: true 
     ...(hot ? { maxCpus: hot.maxCpus, extraArgs: hot.extraArgs } : {}),
   }
   opts.held = patchedHeld(spec, bin.path, () => opts, caps, destCaps, sides, hot?.eventsLog)
-  const r = await deps.boot(opts)
+  // The held callback runs only after /init's sections, so a boot that died before /init ran none of it.
+  const r = await bootOnceMore(deps.boot, opts, b.death !== undefined)
   const seconds = sec1(r.wallMs)
   const died = deathOutcome(b, r)
   const bootPoint: TapPoint = {
