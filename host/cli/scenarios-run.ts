@@ -1,8 +1,8 @@
 // `virtmiti scenarios run [DIR|FILE...] [--tier sim|kvm|qemu|all] [--filter GLOB] [--shard i/n]
 //  [--tap-version 13|14] [--json] [--jobs N] [--exhaustive] [--qemu-set ci|full] [--cpus DIR]
 //  [--vmms DIR] [--allow-shadow] [--emit DIR] [--junit FILE]` (issues 6, 7, 13).
-// TAP (streamed: plan first, each run as it completes) or JSON on stdout; progress (on a
-// terminal) and the summary table on stderr.
+// TAP (streamed: plan first, each run and qemu boot as it completes) or JSON on stdout; progress
+// (on a terminal; otherwise one line per qemu boot) and the summary table on stderr.
 // Exit 0 only when every selected run passes (skips allowed); 1 on any failure; 2 usage/input error.
 import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
@@ -18,7 +18,7 @@ import { emitRun, realDir, writeFileExclusive } from '../runner/emit.js'
 import { junitXml, type JunitCase } from '../runner/junit.js'
 import { kvmMachine, simMachine } from '../runner/machines.js'
 import { EXHAUSTIVE_NAME, runExhaustive } from '../runner/exhaustive.js'
-import { builtinQemuDir, defaultSet, loadQemuMatrix, qemuTable, qemuTierUnavailable, runQemuTier, selectSet, tierPaths, type QemuBoot } from '../qemu/tier.js'
+import { builtinQemuDir, defaultSet, loadQemuMatrix, qemuTable, qemuTierUnavailable, runQemuTier, selectSet, tierPaths, type BootRow, type QemuBoot } from '../qemu/tier.js'
 
 import { SCENARIO_RUN_SCHEMA_ID as RUN_SCHEMA_ID } from '../../contract/schema-ids.js'
 
@@ -161,6 +161,7 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean; mac
   if (exhaustiveSelected) {
     exhaustive = runExhaustive()
     points.push(exhaustive.point)
+    put(exhaustive.point)
     comments.push(`# exhaustive: ${exhaustive.cases} cases (${exhaustive.refused} of them refused userspace forces; ${exhaustive.guestRuns} guest runs, ${exhaustive.vmmRuns} VMM runs), ${exhaustive.ms.toFixed(0)} ms wall, ${exhaustive.cpuMs.toFixed(0)} ms CPU`)
   }
   // Boots run one at a time whatever --jobs says (two TCG guests overload a 2-core machine).
@@ -169,14 +170,17 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean; mac
     const paths = tierPaths()
     qemu = await runQemuTier({
       boots: qemuBoots, paths, unavailable: qemuTierUnavailable(paths),
-      ...(tty ? { progress: (d: number, t: number, name: string) => io.err(`\r\x1b[K[qemu ${d}/${t}] ${name}`) } : {}),
+      // Each boot's point as soon as it is judged: the TAP stream promised by its plan.
+      onPoint: p => { if (tty) io.err('\r\x1b[K'); put(p) },
+      // A boot takes 5-25 s and the full matrix an hour: a log (no TTY) gets one plain line per boot.
+      progress: tty ? (d: number, t: number, name: string) => io.err(`\r\x1b[K[qemu ${d}/${t}] ${name}`)
+        : (d: number, t: number, name: string, row?: BootRow) => io.err(`[qemu ${d}/${t}] ${row?.status ?? 'done'}${row?.seconds !== undefined ? ` ${row.seconds.toFixed(1)} s` : ''} ${name}\n`),
     })
     if (tty) io.err('\r\x1b[K')
     points.push(...qemu.points)
     comments.push(...qemu.rows.map(r => `# ${r.status} ${r.seconds !== undefined ? `${r.seconds.toFixed(1)} s` : '-'} ${r.name}: kernel "${r.facts?.kernelLine ?? '-'}"; agent ${r.facts?.agentKernel ? `${r.facts.agentKernel.spectreV2}/${r.facts.agentKernel.bhi}` : '-'}; predicted ${r.facts?.agentExpected ? `${r.facts.agentExpected.spectreV2}/${r.facts.agentExpected.bhi}` : '-'}`))
   }
   const failed = results.some(r => r.status === 'fail') || (exhaustive !== undefined && !exhaustive.point.ok) || (qemu?.rows.some(r => r.status === 'fail') ?? false)
-  for (const p of points) put(p)
   if (values.junit !== undefined) {
     const cases: JunitCase[] = [
       ...results.map(r => ({ suite: r.unit.tier, name: r.unit.name, classname: `virtmiti.scenarios.${r.unit.tier}`, ms: r.ms, point: r.point })),

@@ -195,6 +195,22 @@ t.test('kernel deaths: expected deaths pass only with their line; an unexpected 
   t.match(qemuTable(tr.rows), /died: WARNING: arch\/x86\/kernel\/alternative\.c:745 at apply_retpolines/)
 })
 
+t.test('each boot\'s point is handed on before the next boot starts; progress gets its row', async t => {
+  const events: string[] = []
+  const b = fakeBoot()
+  const boot2: QemuBoot = { ...boot, name: `${boot.name} again` }
+  await runQemuTier({
+    boots: [boot, boot2], paths,
+    deps: { resolveKernel, build: () => image, boot: async o => { events.push('boot'); return b.fn(o) } },
+    onPoint: p => events.push(`point ${p.name}`),
+    progress: (d, n, name, row) => events.push(`progress ${d}/${n} ${row?.status} ${row?.seconds}`),
+  })
+  t.same(events, ['boot', `point ${boot.name}`, 'progress 1/2 pass 16.5', 'boot', `point ${boot2.name}`, 'progress 2/2 pass 16.5'])
+  const skipped: string[] = []
+  await runQemuTier({ boots: [boot], unavailable: 'no qemu', onPoint: p => skipped.push(p.skip ?? '') })
+  t.same(skipped, ['qemu tier unavailable here: no qemu'], 'skips stream too')
+})
+
 // The measured 7.2.13 TCG flake (host/qemu/death.ts TCG_TEXT_POKE_FLAKE): booted once more, said so.
 t.test('an "Oops: int3" before /init is booted once more and the pass says so; twice fails; other deaths never retry', async t => {
   const int3 = { line: 'Kernel panic - not syncing: Fatal exception in interrupt', lines: ['Oops: int3: 0000 [#1] SMP NOPTI', 'Kernel panic - not syncing: Fatal exception in interrupt'] }

@@ -225,7 +225,10 @@ export interface TierOptions {
   timeoutMs?: number
   /** Keep console/frames logs of every boot under this directory (failed boots are always kept). */
   keepDir?: string
-  progress?: (done: number, total: number, name: string) => void
+  /** After each boot, with its row (status, seconds): the CLI shows a line per boot on a non-TTY. */
+  progress?: (done: number, total: number, name: string, row?: BootRow) => void
+  /** Each boot's TAP point as soon as it is judged (the points are also returned). */
+  onPoint?: (p: TapPoint) => void
   deps?: TierDeps
 }
 
@@ -239,10 +242,11 @@ type KernelImage = { ok: true; kernel: BootKernel; image: string; vmlinuz: strin
 
 export async function runQemuTier(o: TierOptions): Promise<TierResult> {
   const deps = o.deps ?? realDeps
-  const skipAll = (why: string): TierResult => ({
-    points: o.boots.map(b => ({ ok: true, name: b.name, skip: why })),
-    rows: o.boots.map(b => ({ name: b.name, cpu: b.cpu, append: b.append, status: 'skip', skip: why })),
-  })
+  const skipAll = (why: string): TierResult => {
+    const points: TapPoint[] = o.boots.map(b => ({ ok: true, name: b.name, skip: why }))
+    for (const p of points) o.onPoint?.(p)
+    return { points, rows: o.boots.map(b => ({ name: b.name, cpu: b.cpu, append: b.append, status: 'skip', skip: why })) }
+  }
   if (o.boots.length === 0) return { points: [], rows: [] }
   if (o.unavailable) return skipAll(`qemu tier unavailable here: ${o.unavailable}`)
   if (!o.paths) return skipAll('qemu tier unavailable here: package root not found')
@@ -266,6 +270,7 @@ export async function runQemuTier(o: TierOptions): Promise<TierResult> {
     return ki
   }
   const points: TapPoint[] = []
+  const emit = (p: TapPoint) => { points.push(p); o.onPoint?.(p) }
   const rows: BootRow[] = []
   const accel = o.accel ?? 'tcg'
   const stockVersion = o.boots.some(b => b.vmm === 'stock') ? qemuVersion('qemu-system-x86_64') : undefined
@@ -273,16 +278,16 @@ export async function runQemuTier(o: TierOptions): Promise<TierResult> {
   for (const [k, b] of o.boots.entries()) {
     const ki = imageFor(b.kernel)
     if (!ki.ok) {
-      points.push({ ok: false, name: b.name, diag: { error: ki.error, ...(ki.log ? { log: ki.log } : {}) } })
+      emit({ ok: false, name: b.name, diag: { error: ki.error, ...(ki.log ? { log: ki.log } : {}) } })
       rows.push({ name: b.name, cpu: b.cpu, append: b.append, status: 'fail', error: ki.error })
-      o.progress?.(k + 1, o.boots.length, b.name)
+      o.progress?.(k + 1, o.boots.length, b.name, rows.at(-1))
       continue
     }
     const workDir = o.keepDir ? path.join(o.keepDir, b.name.replace(/^qemu(-patched)?: /, '').replace(/[^A-Za-z0-9_.,=-]+/g, '_')) : undefined
     if (b.vmm === 'patched') {
       const r = await runPatchedBoot(b, ki, patchedBin, deps, o, workDir)
-      points.push(r.point); rows.push(r.row)
-      o.progress?.(k + 1, o.boots.length, b.name)
+      rows.push(r.row); emit(r.point)
+      o.progress?.(k + 1, o.boots.length, b.name, rows.at(-1))
       continue
     }
     const r = await bootOnceMore(deps.boot, { image: ki.image, kernel: ki.vmlinuz, cpu: b.cpu, append: b.append, smp: b.vcpus, accel, timeoutMs: o.timeoutMs ?? 180_000, ...(workDir ? { workDir } : {}) }, b.death !== undefined)
@@ -297,7 +302,7 @@ export async function runQemuTier(o: TierOptions): Promise<TierResult> {
     const ok = sub.every(p => p.ok || p.skip !== undefined)
     const comments = [`kernel ${originText(ki.kernel)}`, `boot-to-verdict ${seconds.toFixed(1)} s (QEMU start to exit${r.frames.done?.uptimeS !== undefined ? `; guest uptime at its last section ${r.frames.done.uptimeS} s` : ''})`, ...r.notes]
     if (!ok) comments.push(`logs kept: ${path.dirname(r.consoleLog)}`)
-    points.push({ ok, name: b.name, sub, comments })
+    emit({ ok, name: b.name, sub, comments })
     const failed = sub.filter(p => !p.ok && p.skip === undefined).map(p => p.name)
     rows.push({
       name: b.name, cpu: b.cpu, append: b.append, status: ok ? 'pass' : 'fail', kernel: ki.kernel, seconds, ...(r.frames.done?.uptimeS !== undefined ? { guestDoneS: r.frames.done.uptimeS } : {}),
@@ -306,7 +311,7 @@ export async function runQemuTier(o: TierOptions): Promise<TierResult> {
     })
     // Logs of passing boots go unless asked to keep them (a boot writes ~100 kB).
     if (ok && !o.keepDir && !workDir) fs.rmSync(path.dirname(r.consoleLog), { recursive: true, force: true })
-    o.progress?.(k + 1, o.boots.length, b.name)
+    o.progress?.(k + 1, o.boots.length, b.name, rows.at(-1))
   }
   return { points, rows, ...(images.length ? { image: images } : {}) }
 }
