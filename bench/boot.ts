@@ -3,6 +3,8 @@
 //   bare        a busybox-only initramfs whose /init is `poweroff -f`, the extracted kernel
 //   verdict     the tier's image and default command list (one agent process), the extracted kernel
 //   verdict-3   the same with the three agent commands as three node processes (before issue 15)
+//   node-floor  the tier's image whose only command is `node -e 0`: what any node-based agent pays
+//               before its first line (the goal's floor under TCG)
 //   *-bzimage   bare and verdict booting the vmlinuz itself (the kernel decompresses under TCG)
 // One QEMU at a time (TCG on a shared 2-core machine), variants alternating per round so that load
 // hits each alike; wall time is spawn to QEMU exit. Numbers, never assertions; the load average is
@@ -14,7 +16,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { bootGuest, type BootResult } from '../host/qemu/boot.js'
-import { defaultCommands } from '../host/qemu/commands.js'
+import { defaultCommands, type GuestCommand } from '../host/qemu/commands.js'
 import { fileURLToPath } from 'node:url'
 import { buildImage } from '../host/qemu/image.js'
 import { bootableKernel } from '../host/qemu/kernel-extract.js'
@@ -59,11 +61,12 @@ function bareImage(dir: string): string {
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'virtmiti-boot-bench-'))
 const bare = bareImage(work)
-type Variant = { image: string; kernel: string; verdict: boolean; separate?: boolean }
+type Variant = { image: string; kernel: string; verdict: boolean; separate?: boolean; commands?: GuestCommand[] }
 const variants: Record<string, Variant> = {
   bare: { image: bare, kernel: direct.path, verdict: false },
   verdict: { image: img.image!, kernel: direct.path, verdict: true },
   'verdict-3': { image: img.image!, kernel: direct.path, verdict: true, separate: true },
+  'node-floor': { image: img.image!, kernel: direct.path, verdict: false, commands: [{ name: 'node', command: 'node -e 0' }] },
   'bare-bzimage': { image: bare, kernel: vmlinuz, verdict: false },
   'verdict-bzimage': { image: img.image!, kernel: vmlinuz, verdict: true },
 }
@@ -81,7 +84,7 @@ function agentSeconds(r: BootResult): number | undefined {
 async function once(name: string, v: Variant): Promise<Sample> {
   const r = await bootGuest({
     image: v.image, kernel: v.kernel, cpu: CPU, smp: 2, timeoutMs: 300_000, workDir: path.join(work, name), kernelAsGiven: true,
-    ...(v.separate ? { commands: defaultCommands(undefined, { separate: true }) } : {}),
+    ...(v.separate ? { commands: defaultCommands(undefined, { separate: true }) } : v.commands ? { commands: v.commands } : {}),
   })
   if (r.timedOut || r.exitCode !== 0) throw new Error(`${name}: ${r.error ?? 'failed'}`)
   // A verdict boot that did not deliver every agent section measures nothing.
@@ -125,6 +128,7 @@ const result = {
     extractedVsBzimageVerdict: ratio('verdict', 'verdict-bzimage'),
     extractedVsBzimageBare: ratio('bare', 'bare-bzimage'),
     oneVsThreeAgentProcesses: ratio('verdict', 'verdict-3'),
+    nodeFloorVsBare: ratio('node-floor', 'bare'),
   },
 }
 const x = (v: number | undefined): string => (v === undefined ? '-' : `${v.toFixed(2)}x`)
@@ -135,5 +139,6 @@ process.stdout.write([
   ...Object.keys(samples).map(k => `  ${k.padEnd(16)} wall ${s(med(k, 'wallS'))} (${result.wallS[k]!.join(', ')})  guest done at ${s(med(k, 'guestDoneS'))}  agent ${s(med(k, 'agentS'))}`),
   `  boot to verdict / bare boot: ${x(R.verdictVsBare)} (goal <= ${GOAL}x${R.verdictVsBare === undefined ? '' : R.verdictVsBare <= GOAL ? ': met' : ': MISSED'}); with the bzImage ${x(R.verdictBzimageVsBareBzimage)}`,
   `  extracted / bzImage: verdict ${x(R.extractedVsBzimageVerdict)}, bare ${x(R.extractedVsBzimageBare)}; one agent process / three: ${x(R.oneVsThreeAgentProcesses)}`,
+  `  floor: the same image running only \`node -e 0\` / bare boot: ${x(R.nodeFloorVsBare)} (any node-based agent pays this much)`,
   JSON.stringify(result),
 ].join('\n') + '\n')
