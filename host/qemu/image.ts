@@ -9,7 +9,7 @@ import type { ResolvedKernel } from './kernels.js'
 
 export const BUILD_SCRIPT = fileURLToPath(new URL('./image/build-initramfs.sh', import.meta.url))
 /** The stand-in agent used until dist/virtmiti-guest.cjs exists (issue 7 brief, step 4). */
-export const STAND_IN_AGENT = fileURLToPath(new URL('./testdata/stand-in-guest.mjs', import.meta.url))
+export const STAND_IN_AGENT = fileURLToPath(new URL('./testdata/stand-in-guest.cjs', import.meta.url))
 /** Repository root (host/qemu/ is two levels down). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const DEFAULT_CACHE_DIR = path.join(REPO_ROOT, '.cache', 'qemu')

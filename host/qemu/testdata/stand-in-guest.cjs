@@ -4,7 +4,7 @@
 // driver. It never touches 0x5000000x (DESIGN.md: never probe without ARCH_CAP bit 63).
 // The MSR index is the file position, passed as a Number: a BigInt position silently
 // becomes a read at the current offset (DESIGN.md conventions).
-import fs from 'node:fs'
+const fs = require('node:fs') // CommonJS, as the bundle it stands in for (installed as /virtmiti-guest.cjs)
 
 const MSRS = [0x10a, 0x48]
 const hex = v => '0x' + v.toString(16)
@@ -47,6 +47,6 @@ if (cmd === 'probe' || cmd === 'report') {
   process.stdout.write(lines.join('\n') + '\n')
   process.exitCode = p.cpus.length > 0 && p.cpus.every(c => c.msr['0x10a'].ok) ? 0 : 1
 } else {
-  process.stderr.write('usage: stand-in-guest.mjs probe|report [--json] | selftest\n')
+  process.stderr.write('usage: stand-in-guest.cjs probe|report [--json] | selftest\n')
   process.exitCode = 2
 }
