@@ -7,7 +7,7 @@
 # Usage: build-initramfs.sh OUTDIR AGENT_BUNDLE MODULES_DIR CONFIG
 #   OUTDIR        cache directory (e.g. .cache/qemu); images are kept as
 #                 OUTDIR/initramfs-<key>.cpio with OUTDIR/initramfs-<key>.manifest beside it.
-#   AGENT_BUNDLE  single .mjs file, installed as /virtmiti-guest.cjs
+#   AGENT_BUNDLE  single .cjs file (dist/virtmiti-guest.cjs), installed as /virtmiti-guest.cjs
 #   MODULES_DIR   the guest kernel's modules, .../modules/<release> (its name is the release):
 #                 kernel/arch/x86/kernel/{msr,cpuid}.ko, .ko.xz or .ko.zst
 #   CONFIG        the guest kernel's config, installed as /boot/config-<release>, where the agent
