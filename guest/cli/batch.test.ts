@@ -5,6 +5,7 @@ import t from 'tap'
 import { frame, main, parseBatch } from './batch.js'
 import { parseFrames } from '../../host/qemu/frames.js'
 import { runFlat, takeNoColor, type Command } from '../../bin/dispatch.js'
+import { captureOutput, stdio } from '../../bin/lib/cli.js'
 
 /** The deps bin/guest-commands.ts gives, over a made-up table. */
 const over = (table: Record<string, Command>) => ({ commands: Object.keys(table), run: (a: string[]) => runFlat(table, 'guest', 'virtmiti-guest', a) })
@@ -37,9 +38,10 @@ t.test('main: each command caught on its own, as its own run would see itself', 
   const seen: { argv: string[]; noColor?: string | undefined }[] = []
   const cmd = (f: (argv: string[]) => Promise<number>): Command => ({ help: '', load: async () => f })
   const table: Record<string, Command> = {
-    a: cmd(async () => { process.stdout.write('hello\n'); process.stderr.write('warned\n'); return 3 }),
+    // Commands write through bin/lib/cli.ts stdio (every guest command does): batch catches that.
+    a: cmd(async () => { stdio.out('hello\n'); stdio.err('warned\n'); return 3 }),
     // takeNoColor runs in the dispatch: --no-color sets NO_COLOR for this command only.
-    b: cmd(async argv => { seen.push({ argv: process.argv.slice(2), noColor: process.env['NO_COLOR'] }); process.stdout.write(JSON.stringify(takeNoColor(argv))); return 0 }),
+    b: cmd(async argv => { seen.push({ argv: process.argv.slice(2), noColor: process.env['NO_COLOR'] }); stdio.out(JSON.stringify(takeNoColor(argv))); return 0 }),
     c: cmd(async () => { seen.push({ argv: process.argv.slice(2), noColor: process.env['NO_COLOR'] }); throw new Error('boom') }),
     batch: cmd(async () => 0),
   }
@@ -65,12 +67,11 @@ t.test('main: usage errors exit 2 and write no frame', async t => {
   let out = ''
   const table: Record<string, Command> = { a: { help: '', load: async () => async () => 0 } }
   const errs: string[] = []
-  const e = process.stderr.write
-  process.stderr.write = ((s: string) => { errs.push(s); return true }) as typeof process.stderr.write
+  const release = captureOutput({ out: () => {}, err: s => { errs.push(s) } })
   try {
     t.equal(await main(['nope'], { ...over(table), write: s => { out += s } }), 2)
     t.equal(await main(['a', '::'], { ...over(table), write: s => { out += s } }), 2)
-  } finally { process.stderr.write = e }
+  } finally { release() }
   t.equal(out, '')
   t.match(errs.join(''), /unknown command "nope"/)
 })

@@ -52,7 +52,8 @@ const uptime = (): string | undefined => {
   try { return fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0] } catch { return undefined }
 }
 
-/** Run `fn` with the commands' stdout/stderr caught (what a separate run would have printed). */
+/** Run `fn` with the commands' stdout/stderr caught (what a separate run would have printed): every
+ * command writes through bin/lib/cli.ts stdio; a direct process.stdout.write would escape. */
 async function caught(fn: () => Promise<number>): Promise<{ exit: number; out: Buffer; err: Buffer }> {
   const out: Buffer[] = [], err: Buffer[] = []
   // Through bin/lib/cli.ts stdio, which every command writes with; process.stdout is never built.
