@@ -13,8 +13,8 @@ export interface Io { out: (s: string) => void; err: (s: string) => void }
 
 /**
  * Writes fd 1 or 2 directly, synchronously: touching process.stdout builds node's stream stack
- * (about 20 internal modules; 6% of `guest probe` against `node -e 0`, issue 15 item 4, measured
- * with process.moduleLoadList), and a synchronous write leaves nothing queued when the process
+ * (about 20 internal modules that `node -e 0` never loads, process.moduleLoadList; issue 15 item 4),
+ * and a synchronous write leaves nothing queued when the process
  * exits or is killed. A non-blocking descriptor that fills (EAGAIN) hands the rest to the stream,
  * which queues; a reader that went away (EPIPE) ends the output, as for any command in a pipe.
  */
