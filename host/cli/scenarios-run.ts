@@ -1,8 +1,8 @@
 // `virtmiti scenarios run [DIR|FILE...] [--tier sim|kvm|qemu|all] [--filter GLOB] [--shard i/n]
 //  [--tap-version 13|14] [--json] [--jobs N] [--exhaustive] [--qemu-set ci|full] [--cpus DIR]
-//  [--vmms DIR] [--allow-shadow] [--emit DIR] [--junit FILE]` (issues 6, 7, 13).
+//  [--vmms DIR] [--allow-shadow] [--emit DIR] [--junit FILE] [--quiet]` (issues 6, 7, 13).
 // TAP (streamed: plan first, each run and qemu boot as it completes) or JSON on stdout; progress
-// (on a terminal; otherwise one line per qemu boot) and the summary table on stderr.
+// (on a terminal; otherwise one line per qemu boot; none with --quiet) and the summary table on stderr.
 // Exit 0 only when every selected run passes (skips allowed); 1 on any failure; 2 usage/input error.
 import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
@@ -18,7 +18,7 @@ import { emitRun, realDir, writeFileExclusive } from '../runner/emit.js'
 import { junitXml, type JunitCase } from '../runner/junit.js'
 import { kvmMachine, simMachine } from '../runner/machines.js'
 import { EXHAUSTIVE_NAME, runExhaustive } from '../runner/exhaustive.js'
-import { builtinQemuDir, defaultSet, loadQemuMatrix, qemuTable, qemuTierUnavailable, runQemuTier, selectSet, tierPaths, type BootRow, type QemuBoot } from '../qemu/tier.js'
+import { builtinQemuDir, defaultSet, loadQemuMatrix, qemuTable, qemuTierUnavailable, runQemuTier, selectSet, tierPaths, type BootRow, type QemuBoot, type TierOptions } from '../qemu/tier.js'
 
 import { SCENARIO_RUN_SCHEMA_ID as RUN_SCHEMA_ID } from '../../contract/schema-ids.js'
 
@@ -54,11 +54,13 @@ decision -> MITI_CTRL write -> VMM response -> host check, on each tier.
                     qemu directory next to a given cases DIR) the qemu tier runs (default full;
                     ci when CI=true). Scenario cases SKIP on the qemu tier: QEMU implements no
                     virtual MSRs; its tier boots real Linux guests and checks the agent there.
+  --quiet           no progress on stderr (a terminal's progress line, elsewhere a line per qemu boot)
 Exit: 0 all passed (skipped points and runs allowed); 1 a run failed; 2 usage or bad scenario
 file; 4 every selected run was skipped (DESIGN.md exit codes).
 `
 
-export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean; machines?: RunContext['machines'] } = {}): Promise<number> {
+/** opts.qemu: a test's stand-ins for the qemu tier's paths, availability and boots (TierDeps). */
+export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean; machines?: RunContext['machines']; qemu?: Pick<TierOptions, 'paths' | 'unavailable' | 'deps'> } = {}): Promise<number> {
   const io = opts.io ?? stdio
   const { values, positionals } = parse('scenarios run', argv, {
     tier: { type: 'string', default: 'all' },
@@ -76,6 +78,7 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean; mac
     'allow-shadow': { type: 'boolean', default: false },
     emit: { type: 'string' },
     junit: { type: 'string' },
+    quiet: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   }, true)
   if (values.help) { io.out(HELP); return EXIT.OK }
@@ -134,7 +137,8 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean; mac
     throw new InputError(`scenarios run: nothing selected: ${loaded.scenarios.length} scenario(s) in ${paths.join(', ')}${values.filter !== undefined ? `, none matching --filter "${values.filter}"` : ''}${sh.n > 1 ? ` in shard ${sh.i}/${sh.n}` : ''} on tier ${tierArg}`)
   }
   const tty = opts.isTTY ?? process.stderr.isTTY === true
-  const progress = tty ? (d: number, t: number, name: string) => io.err(`\r\x1b[K[${d}/${t}] ${name}`) : undefined
+  const quiet = values.quiet === true
+  const progress = tty && !quiet ? (d: number, t: number, name: string) => io.err(`\r\x1b[K[${d}/${t}] ${name}`) : undefined
   const t0 = performance.now()
   if (values.emit !== undefined) {
     try { realDir(values.emit) } catch (err) { throw new InputError(`scenarios run: --emit ${values.emit}: ${(err as Error).message}`) }
@@ -146,14 +150,14 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean; mac
   if (tap) io.out(tapStreamHeader(units.length + (exhaustiveSelected ? 1 : 0) + qemuBoots.length, version))
   const emitted: string[] = []
   const results: UnitResult[] = await runUnits(units, ctx, jobs, progress, r => {
-    if (tty) io.err('\r\x1b[K')
+    if (progress) io.err('\r\x1b[K')
     if (values.emit !== undefined && r.run && r.hostCaps) {
       const e = emitRun(values.emit, r.unit.scenario.name, r.unit.tier, r.run, r.hostCaps, `scenario ${r.unit.scenario.name}: host ${r.unit.scenario.host.cpu}`, r.resetCtrl)
       if (e) emitted.push(e.dir)
     }
     put(r.point)
   })
-  if (tty) io.err('\r\x1b[K')
+  if (progress) io.err('\r\x1b[K')
   const points: TapPoint[] = []
   const comments: string[] = []
   // The exhaustive matrix is one more unit, on the sim tier, subject to --filter and to shard 1.
@@ -167,16 +171,20 @@ export async function main(argv: string[], opts: { io?: Io; isTTY?: boolean; mac
   // Boots run one at a time whatever --jobs says (two TCG guests overload a 2-core machine).
   let qemu: Awaited<ReturnType<typeof runQemuTier>> | undefined
   if (qemuBoots.length > 0) {
-    const paths = tierPaths()
+    const paths = opts.qemu ? opts.qemu.paths : tierPaths()
+    const line = !quiet && tty
     qemu = await runQemuTier({
-      boots: qemuBoots, paths, unavailable: qemuTierUnavailable(paths),
+      boots: qemuBoots, paths, unavailable: opts.qemu ? opts.qemu.unavailable : qemuTierUnavailable(paths),
+      ...(opts.qemu?.deps ? { deps: opts.qemu.deps } : {}),
       // Each boot's point as soon as it is judged: the TAP stream promised by its plan.
-      onPoint: p => { if (tty) io.err('\r\x1b[K'); put(p) },
+      onPoint: p => { if (line) io.err('\r\x1b[K'); put(p) },
       // A boot takes 5-25 s and the full matrix an hour: a log (no TTY) gets one plain line per boot.
-      progress: tty ? (d: number, t: number, name: string) => io.err(`\r\x1b[K[qemu ${d}/${t}] ${name}`)
-        : (d: number, t: number, name: string, row?: BootRow) => io.err(`[qemu ${d}/${t}] ${row?.status ?? 'done'}${row?.seconds !== undefined ? ` ${row.seconds.toFixed(1)} s` : ''} ${name}\n`),
+      ...(quiet ? {} : {
+        progress: tty ? (d: number, t: number, name: string) => io.err(`\r\x1b[K[qemu ${d}/${t}] ${name}`)
+          : (d: number, t: number, name: string, row?: BootRow) => io.err(`[qemu ${d}/${t}] ${row?.status ?? 'done'}${row?.seconds !== undefined ? ` ${row.seconds.toFixed(1)} s` : ''} ${name}\n`),
+      }),
     })
-    if (tty) io.err('\r\x1b[K')
+    if (line) io.err('\r\x1b[K')
     points.push(...qemu.points)
     comments.push(...qemu.rows.map(r => `# ${r.status} ${r.seconds !== undefined ? `${r.seconds.toFixed(1)} s` : '-'} ${r.name}: kernel "${r.facts?.kernelLine ?? '-'}"; agent ${r.facts?.agentKernel ? `${r.facts.agentKernel.spectreV2}/${r.facts.agentKernel.bhi}` : '-'}; predicted ${r.facts?.agentExpected ? `${r.facts.agentExpected.spectreV2}/${r.facts.agentExpected.bhi}` : '-'}`))
   }

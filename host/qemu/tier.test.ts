@@ -260,3 +260,46 @@ t.test('scenarios run: a qemu dir next to the cases dir is the matrix; bad files
   const u = await main(['--tier', 'qemu', '--qemu-set', 'most'], { io, isTTY: false }).then(() => undefined, x => x)
   t.ok(u instanceof UsageError)
 })
+
+// The full matrix is ~200 boots, an hour: its TAP and a log must show each boot as it ends.
+t.test('scenarios run: each qemu point is on stdout before the next boot starts; plan = points; a line per boot without a terminal', async t => {
+  const { main } = await import('../cli/scenarios-run.js')
+  const { builtinCasesDir } = await import('../runner/catalog.js')
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'virtmiti-qs-'))
+  t.teardown(() => fs.rmSync(d, { recursive: true, force: true }))
+  fs.mkdirSync(path.join(d, 'cases'))
+  fs.mkdirSync(path.join(d, 'qemu'))
+  fs.copyFileSync(path.join(builtinCasesDir()!, 'bhi-no-host.yaml'), path.join(d, 'cases', 'bhi-no-host.yaml'))
+  // The recorded boot's own command line passes; the second line does not match it, so it fails.
+  fs.writeFileSync(path.join(d, 'qemu', 'm.yaml'), `description: d\nsource: s\nkernels: [{ id: "6.1", suite: bookworm, package: linux-image-amd64 }]\nmodels: [{ cpu: ${recorded.cpu} }]\ncmdlines: [{ append: "${recorded.append.join(' ')}" }, { append: "spectre_bhi=on" }]\n`)
+  const go = async (isTTY: boolean, extra: string[] = []) => {
+    const o = { out: '', err: '' }
+    const io = { out: (s: string) => { o.out += s }, err: (s: string) => { o.err += s } }
+    const b = fakeBoot()
+    t.teardown(() => fs.rmSync(b.dir, { recursive: true, force: true }))
+    const seen: string[][] = []
+    const deps: TierDeps = { resolveKernel, build: () => image, boot: async x => { seen.push(o.out.match(/^(?:not )?ok \d+ - .*$/gm) ?? []); return b.fn(x) } }
+    const code = await main([path.join(d, 'cases'), '--tier', 'qemu', '--qemu-set', 'full', ...extra], { io, isTTY, qemu: { paths, deps } })
+    return { code, ...o, seen }
+  }
+  const r = await go(false)
+  t.equal(r.code, 1, 'the second boot fails')
+  const plan = Number(/^1\.\.(\d+)$/m.exec(r.out)![1])
+  const points = r.out.match(/^(?:not )?ok (\d+) - /gm)!.map(l => Number(/\d+/.exec(l)![0]))
+  t.same([plan, points], [3, [1, 2, 3]], 'plan 3 (the case SKIPs on the qemu tier, two boots) and points 1..3 in order')
+  t.same(r.seen.map(s => s.length), [1, 2], 'boot k+1 starts with point k (and the skipped case) already written')
+  t.match(r.seen[1]![1], /^ok 2 - qemu: linux-6\.1 /)
+  const lines = r.err.split('\n').filter(l => l.startsWith('[qemu '))
+  t.match(lines, [/^\[qemu 1\/2\] pass 16\.5 s qemu: linux-6\.1 Skylake-Server spectre_v2=retpoline,lfence spectre_bhi=off$/, /^\[qemu 2\/2\] fail 16\.5 s qemu: linux-6\.1 Skylake-Server spectre_bhi=on$/])
+  t.equal(lines.length, 2)
+  t.notMatch(r.err, /[\r\x1b]/, 'no carriage return or escape code in a log')
+  t.ok(r.out.indexOf('# pass 16.5 s') > r.out.indexOf('not ok 3 '), 'the per-boot comment rows come after the last point')
+  const tty = await go(true)
+  t.match(tty.err, /\r\x1b\[K\[qemu 2\/2\] qemu: linux-6\.1 Skylake-Server spectre_bhi=on/, 'a terminal keeps its one rewritten line')
+  t.notMatch(tty.err, /^\[qemu /m)
+  const quiet = await go(false, ['--quiet'])
+  t.notMatch(quiet.err, /\[qemu |\r/, '--quiet: no progress')
+  t.match(quiet.err, /2 boots: 1 pass, 1 fail/, '--quiet keeps the summary')
+  const logs = (s: string) => s.replace(/virtmiti-qt-\w+/g, 'virtmiti-qt-X')
+  t.equal(logs(quiet.out), logs(r.out), '--quiet leaves stdout as it was')
+})
