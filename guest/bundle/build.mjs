@@ -30,9 +30,9 @@ const LAZY = ['zod']
 /**
  * Node built-ins the agent needs only on rare paths (modprobe of a missing driver, the selftest's
  * runner child, the atomic write's random name and the journal's hash), loaded at first call instead
- * of at start: node:child_process (with net and stream) cost ~10 ms of every start, node:crypto 15
- * internal modules (process.moduleLoadList) (node --cpu-prof of `probe`; issue 15 item 4). Functions only: importing anything else from
- * one of these fails the build ("No matching export").
+ * of at start (issue 15 item 4): node:child_process (with net and stream) cost ~10 ms of every start
+ * (node --cpu-prof of `probe`), node:crypto 15 internal modules (process.moduleLoadList). Functions
+ * only: importing anything else from one of these fails the build ("No matching export").
  */
 const LAZY_BUILTINS = ['node:child_process', 'node:tty', 'node:crypto']
 
